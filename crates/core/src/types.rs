@@ -1,0 +1,430 @@
+//! Domain types shared by every part of the core: symbols, exact prices and money, share
+//! quantities, bars, quotes, orders, fills and positions.
+//!
+//! Prices and money are `rust_decimal::Decimal` (exact, never `f64`). Quantities are whole
+//! shares in an `i64`. Time is [`Ts`], nanoseconds since the Unix epoch in UTC, so the core
+//! never needs a clock of its own.
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// An exact price per share, in dollars.
+pub type Price = Decimal;
+/// An exact amount of money, in dollars.
+pub type Money = Decimal;
+/// A number of shares. Signed in positions (negative = short); always positive in orders and
+/// fills, where the sign comes from [`Side`].
+pub type Qty = i64;
+
+/// An instant: nanoseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Ts(pub i64);
+
+impl Ts {
+    pub const NANOS_PER_SEC: i64 = 1_000_000_000;
+    pub const fn from_secs(s: i64) -> Self {
+        Ts(s * Self::NANOS_PER_SEC)
+    }
+    pub const fn from_millis(ms: i64) -> Self {
+        Ts(ms * 1_000_000)
+    }
+    pub const fn secs(self) -> i64 {
+        self.0.div_euclid(Self::NANOS_PER_SEC)
+    }
+    pub const fn millis(self) -> i64 {
+        self.0.div_euclid(1_000_000)
+    }
+    pub const fn plus_secs(self, s: i64) -> Self {
+        Ts(self.0 + s * Self::NANOS_PER_SEC)
+    }
+    pub fn to_utc(self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_nanos(self.0)
+    }
+    pub fn from_utc(dt: chrono::DateTime<chrono::Utc>) -> Self {
+        Ts(dt.timestamp_nanos_opt().unwrap_or(i64::MAX))
+    }
+}
+
+impl fmt::Display for Ts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    }
+}
+
+/// A symbol's index in the [`Universe`]. Events carry this instead of a string so that the hot
+/// path does no hashing and no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SymbolId(pub u16);
+
+impl SymbolId {
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The watchlist: symbol names, indexed by [`SymbolId`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Universe {
+    names: Vec<String>,
+}
+
+/// Why a symbol name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SymbolError {
+    #[error("symbol list is empty")]
+    Empty,
+    #[error("symbol {0:?} is not 1-12 characters of A-Z, 0-9, '.', '-' or ' '")]
+    Invalid(String),
+    #[error("symbol {0:?} is listed twice")]
+    Duplicate(String),
+    #[error("more than 65535 symbols")]
+    TooMany,
+}
+
+impl Universe {
+    /// Builds a universe from names, upper-casing them. Rejects empty, malformed or duplicated
+    /// names with an error that names the symbol.
+    pub fn new<I, S>(names: I) -> Result<Self, SymbolError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut out: Vec<String> = Vec::new();
+        for n in names {
+            let n = n.as_ref().trim().to_ascii_uppercase();
+            let ok = !n.is_empty()
+                && n.len() <= 12
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ' ');
+            if !ok {
+                return Err(SymbolError::Invalid(n));
+            }
+            if out.contains(&n) {
+                return Err(SymbolError::Duplicate(n));
+            }
+            out.push(n);
+        }
+        if out.is_empty() {
+            return Err(SymbolError::Empty);
+        }
+        if out.len() > u16::MAX as usize {
+            return Err(SymbolError::TooMany);
+        }
+        Ok(Universe { names: out })
+    }
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+    pub fn name(&self, id: SymbolId) -> &str {
+        &self.names[id.index()]
+    }
+    pub fn id(&self, name: &str) -> Option<SymbolId> {
+        self.names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))
+            .map(|i| SymbolId(i as u16))
+    }
+    pub fn ids(&self) -> impl Iterator<Item = SymbolId> + '_ {
+        (0..self.names.len()).map(|i| SymbolId(i as u16))
+    }
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// One OHLCV bar. `ts` is the bar's **open** time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bar {
+    pub symbol: SymbolId,
+    pub ts: Ts,
+    pub open: Price,
+    pub high: Price,
+    pub low: Price,
+    pub close: Price,
+    pub volume: u64,
+}
+
+/// Top of book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    pub symbol: SymbolId,
+    pub ts: Ts,
+    pub bid: Price,
+    pub ask: Price,
+    pub last: Price,
+}
+
+/// Buy or sell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    /// +1 for a buy, -1 for a sell.
+    pub const fn sign(self) -> i64 {
+        match self {
+            Side::Buy => 1,
+            Side::Sell => -1,
+        }
+    }
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "BUY",
+            Side::Sell => "SELL",
+        }
+    }
+    pub const fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an order executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OrderKind {
+    Market,
+    Limit { limit: Price },
+    Stop { stop: Price },
+    StopLimit { stop: Price, limit: Price },
+}
+
+impl OrderKind {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            OrderKind::Market => "MKT",
+            OrderKind::Limit { .. } => "LMT",
+            OrderKind::Stop { .. } => "STP",
+            OrderKind::StopLimit { .. } => "STP LMT",
+        }
+    }
+}
+
+/// Time in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Tif {
+    Day,
+    Gtc,
+}
+
+/// The client order id: assigned by the core, persisted before the order leaves it, unique
+/// across restarts (the sequence resumes from the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientOrderId(pub u64);
+
+impl fmt::Display for ClientOrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "C{}", self.0)
+    }
+}
+
+/// Why an order exists. Entries open or add to a position; exits reduce it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderPurpose {
+    Entry,
+    /// A strategy signal closing the position.
+    SignalExit,
+    StopLoss,
+    TrailingStop,
+    TakeProfit,
+    /// An operator's flatten.
+    Flatten,
+}
+
+impl OrderPurpose {
+    pub const fn is_entry(self) -> bool {
+        matches!(self, OrderPurpose::Entry)
+    }
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderPurpose::Entry => "entry",
+            OrderPurpose::SignalExit => "signal_exit",
+            OrderPurpose::StopLoss => "stop_loss",
+            OrderPurpose::TrailingStop => "trailing_stop",
+            OrderPurpose::TakeProfit => "take_profit",
+            OrderPurpose::Flatten => "flatten",
+        }
+    }
+}
+
+/// An order as it leaves the core for a broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    pub id: ClientOrderId,
+    pub symbol: SymbolId,
+    pub side: Side,
+    pub qty: Qty,
+    pub kind: OrderKind,
+    pub tif: Tif,
+    pub purpose: OrderPurpose,
+    /// When the core decided it (the bar or event time, never the wall clock).
+    pub ts: Ts,
+}
+
+/// A broker's execution id. Unique per execution; the key that makes fills idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ExecId(pub String);
+
+impl fmt::Display for ExecId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One execution of (part of) an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fill {
+    pub exec_id: ExecId,
+    pub order_id: ClientOrderId,
+    pub symbol: SymbolId,
+    pub side: Side,
+    /// Shares, always > 0.
+    pub qty: Qty,
+    pub price: Price,
+    pub commission: Money,
+    pub ts: Ts,
+}
+
+impl Fill {
+    /// The cash this fill moves: negative for a buy, positive for a sell, commission included.
+    pub fn cash_flow(&self) -> Money {
+        let notional = self.price * Decimal::from(self.qty);
+        match self.side {
+            Side::Buy => -notional - self.commission,
+            Side::Sell => notional - self.commission,
+        }
+    }
+}
+
+/// A position in one symbol, as the ledger holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub symbol: SymbolId,
+    /// Signed shares.
+    pub qty: Qty,
+    /// Average cost of the open lots, per share.
+    pub avg_cost: Price,
+    /// The last mark, per share.
+    pub mark: Price,
+}
+
+impl Position {
+    pub fn market_value(&self) -> Money {
+        self.mark * Decimal::from(self.qty)
+    }
+    pub fn unrealized(&self) -> Money {
+        (self.mark - self.avg_cost) * Decimal::from(self.qty)
+    }
+}
+
+/// The one trading state for the whole product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TradingState {
+    #[default]
+    Active,
+    /// Exits only.
+    ReduceOnly,
+    /// Nothing new; open entry orders are cancelled.
+    Halted,
+}
+
+impl TradingState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TradingState::Active => "active",
+            TradingState::ReduceOnly => "reduce_only",
+            TradingState::Halted => "halted",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "active" => Some(TradingState::Active),
+            "reduce_only" | "reduceonly" => Some(TradingState::ReduceOnly),
+            "halted" | "halt" => Some(TradingState::Halted),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TradingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The broker session's state as the core sees it. Orders are only placed while `Ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    #[default]
+    Disconnected,
+    Connecting,
+    Syncing,
+    Ready,
+    Degraded,
+    RestartWindow,
+}
+
+impl ConnectionState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Syncing => "syncing",
+            ConnectionState::Ready => "ready",
+            ConnectionState::Degraded => "degraded",
+            ConnectionState::RestartWindow => "restart_window",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn universe_rejects_bad_names() {
+        assert_eq!(Universe::new(Vec::<String>::new()), Err(SymbolError::Empty));
+        assert!(matches!(Universe::new(["AAPL", "aapl"]), Err(SymbolError::Duplicate(_))));
+        assert!(matches!(Universe::new(["AA;PL"]), Err(SymbolError::Invalid(_))));
+        let u = Universe::new(["aapl", "MSFT"]).unwrap();
+        assert_eq!(u.id("MSFT"), Some(SymbolId(1)));
+        assert_eq!(u.name(SymbolId(0)), "AAPL");
+    }
+
+    #[test]
+    fn fill_cash_flow_signs() {
+        let f = Fill {
+            exec_id: ExecId("e".into()),
+            order_id: ClientOrderId(1),
+            symbol: SymbolId(0),
+            side: Side::Buy,
+            qty: 10,
+            price: dec!(100.5),
+            commission: dec!(1),
+            ts: Ts(0),
+        };
+        assert_eq!(f.cash_flow(), dec!(-1006));
+        let s = Fill { side: Side::Sell, ..f };
+        assert_eq!(s.cash_flow(), dec!(1004));
+    }
+}
