@@ -8,7 +8,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-
 use crate::risk::{CheckOutcome, RiskCheck, Verdict};
 use crate::strategy::Signal;
 use crate::types::{Price, SymbolId, Ts};
@@ -35,7 +34,10 @@ impl Inputs {
         &self.items[..self.len as usize]
     }
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.as_slice().iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.as_slice()
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -49,7 +51,6 @@ impl Serialize for Inputs {
         m.end()
     }
 }
-
 
 /// What the engine did with the bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,7 +84,10 @@ fn ser_checks<S: Serializer>(
     use serde::ser::SerializeSeq;
     let mut seq = s.serialize_seq(None)?;
     for (c, o) in items.iter().flatten() {
-        seq.serialize_element(&CheckView { check: *c, outcome: *o })?;
+        seq.serialize_element(&CheckView {
+            check: *c,
+            outcome: *o,
+        })?;
     }
     seq.end()
 }
@@ -94,7 +98,6 @@ struct CheckView {
     #[serde(flatten)]
     outcome: CheckOutcome,
 }
-
 
 impl Checks {
     pub fn clear(&mut self) {
@@ -126,6 +129,12 @@ pub struct Decision {
 
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} {} ({})", self.action, self.signal.direction.as_str(), self.signal.reason)
+        write!(
+            f,
+            "{:?} {} ({})",
+            self.action,
+            self.signal.direction.as_str(),
+            self.signal.reason
+        )
     }
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decision::Decision;
-use crate::risk::{RiskCheck, RefuseReason};
+use crate::risk::{RefuseReason, RiskCheck};
 use crate::types::{
     Bar, ClientOrderId, ConnectionState, Fill, Money, OrderRequest, Quote, SymbolId, TradingState,
     Ts,
@@ -25,9 +25,15 @@ pub struct OrderUpdate {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum BrokerStatus {
     /// Accepted by the broker, working.
-    Submitted { broker_id: Option<String> },
-    Cancelled { reason: String },
-    Rejected { reason: String },
+    Submitted {
+        broker_id: Option<String>,
+    },
+    Cancelled {
+        reason: String,
+    },
+    Rejected {
+        reason: String,
+    },
     /// A DAY order that reached the close.
     Expired,
 }
@@ -36,7 +42,9 @@ pub enum BrokerStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum OperatorCommand {
-    SetTradingState { state: TradingState },
+    SetTradingState {
+        state: TradingState,
+    },
     /// Cancel every open order.
     CancelAll,
     /// Close every position at market (exits are allowed in any state).
@@ -52,8 +60,14 @@ pub enum Event {
     Clock(Ts),
     OrderUpdate(OrderUpdate),
     Fill(Fill),
-    Connection { state: ConnectionState, ts: Ts },
-    Operator { command: OperatorCommand, ts: Ts },
+    Connection {
+        state: ConnectionState,
+        ts: Ts,
+    },
+    Operator {
+        command: OperatorCommand,
+        ts: Ts,
+    },
 }
 
 /// A change the engine made to its own trading state, and why.
@@ -70,8 +84,14 @@ pub struct StateChange {
 #[serde(tag = "cause", rename_all = "snake_case")]
 pub enum StateCause {
     Operator,
-    DailyLoss { loss: Money, limit: Money },
-    Drawdown { drawdown_pct: f64, limit_pct: f64 },
+    DailyLoss {
+        loss: Money,
+        limit: Money,
+    },
+    Drawdown {
+        drawdown_pct: f64,
+        limit_pct: f64,
+    },
     /// Reconciliation found something it could not explain.
     Reconciliation,
 }
@@ -86,6 +106,10 @@ pub struct RiskEvent {
 }
 
 /// Things the engine asks the shell to write down. Batched by the store.
+///
+/// The decision record is held inline, not boxed: boxing would allocate once per bar and
+/// symbol, which is the allocation the hot path must not make.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Record {
     Decision(Decision),
@@ -110,11 +134,28 @@ pub enum Record {
     },
 }
 
+/// Live updates for dashboards and streams that are not records (the shell also publishes
+/// every record).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Update {
+    /// A position after a fill changed it (quantity 0 = closed).
+    Position(crate::types::Position),
+    /// A non-hold signal.
+    Signal {
+        symbol: SymbolId,
+        ts: Ts,
+        signal: crate::strategy::Signal,
+    },
+}
+
 /// What the engine asks the shell to do.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Command {
     /// Commit the intent durably, then hand the order to the broker.
     Place(OrderRequest),
     Cancel(ClientOrderId),
     Persist(Record),
+    Publish(Update),
 }

@@ -1,1 +1,623 @@
-//! TODO: ledger.
+//! The ledger: FIFO lots per symbol, cash, commissions, realized and unrealized P&L, and
+//! equity marked to market. Positions exist only as the sum of applied fills.
+//!
+//! Every amount is an exact `Decimal`, so `equity − starting_cash == realized + unrealized`
+//! holds to the last digit. Per-symbol state lives in a `Vec` indexed by [`SymbolId`]; `mark`
+//! is a single store and `equity` walks only the symbols with an open position.
+
+use std::collections::VecDeque;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Fill, Money, Position, Price, Qty, SymbolId, Ts};
+
+/// One open lot: shares bought (or sold short) together at one price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lot {
+    /// Signed: positive long, negative short.
+    pub qty: Qty,
+    pub price: Price,
+    pub ts: Ts,
+}
+
+/// Round-trip statistics: one trade per fill that closes quantity.
+#[derive(Default, Clone, Copy, Debug, PartialEq)]
+pub struct TradeStats {
+    pub trades: u32,
+    /// Trades with P&L (after that fill's commission) above zero.
+    pub wins: u32,
+    /// Trades with P&L below zero. A trade of exactly zero is neither.
+    pub losses: u32,
+    pub gross_win: Money,
+    /// Sum of losing trades' P&L, as a positive number.
+    pub gross_loss: Money,
+}
+
+/// What one fill did to its symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FillEffect {
+    /// FIFO P&L of the closed part, before commission.
+    pub realized: Money,
+    /// Shares closed (always >= 0).
+    pub closed_qty: Qty,
+    /// Shares opened on the fill's side (always >= 0).
+    pub opened_qty: Qty,
+    /// Signed position after the fill.
+    pub position_after: Qty,
+}
+
+/// Why [`Ledger::try_apply_fill`] refused a fill.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FillError {
+    #[error("fill {exec_id}: qty {qty} must be between 1 and {max}")]
+    BadQty { exec_id: String, qty: Qty, max: Qty },
+    #[error("fill {exec_id}: price {price} must be between 0 and {max}")]
+    BadPrice {
+        exec_id: String,
+        price: Price,
+        max: Price,
+    },
+    #[error("fill {exec_id}: commission {commission} is out of range")]
+    BadCommission { exec_id: String, commission: Money },
+    #[error("fill {exec_id}: position in symbol {symbol} would overflow")]
+    PositionOverflow { exec_id: String, symbol: u16 },
+}
+
+/// Bounds on a single fill, far beyond any real trade, so that no sum of fills the ledger
+/// will ever see can overflow `Decimal` (about 7.9e28).
+pub const MAX_FILL_QTY: Qty = 1_000_000_000_000;
+pub const MAX_FILL_PRICE: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+
+#[derive(Debug, Clone, PartialEq, Default)]
+struct SymState {
+    /// Cached Σ lot.qty.
+    qty: Qty,
+    /// Cached Σ lot.qty × lot.price (signed cost basis), so valuing an unmarked position
+    /// needs no division.
+    cost: Money,
+    lots: VecDeque<Lot>,
+    mark: Option<Price>,
+}
+
+impl SymState {
+    /// Value at the mark, or at cost when never marked (so unmarked positions show zero
+    /// unrealized P&L).
+    #[inline]
+    fn value(&self) -> Money {
+        match self.mark {
+            Some(m) => m.saturating_mul(Decimal::from(self.qty)),
+            None => self.cost,
+        }
+    }
+}
+
+/// Cash, positions and P&L for one account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ledger {
+    syms: Vec<SymState>,
+    /// Indices of symbols with a non-zero position, ascending, so aggregates skip flat ones.
+    open: Vec<usize>,
+    starting_cash: Money,
+    cash: Money,
+    commissions: Money,
+    /// Σ FIFO lot P&L, before commissions.
+    lot_pnl: Money,
+    stats: TradeStats,
+}
+
+static NO_LOTS: VecDeque<Lot> = VecDeque::new();
+
+impl Ledger {
+    pub fn new(n_symbols: usize, starting_cash: Money) -> Self {
+        Ledger {
+            syms: vec![SymState::default(); n_symbols],
+            open: Vec::new(),
+            starting_cash,
+            cash: starting_cash,
+            commissions: Decimal::ZERO,
+            lot_pnl: Decimal::ZERO,
+            stats: TradeStats::default(),
+        }
+    }
+
+    fn sym_mut(&mut self, sym: SymbolId) -> &mut SymState {
+        let i = sym.index();
+        if i >= self.syms.len() {
+            self.syms.resize(i + 1, SymState::default());
+        }
+        &mut self.syms[i]
+    }
+
+    /// Checks a fill without applying it: quantity and price within sane bounds, and the
+    /// position would not overflow.
+    pub fn check_fill(&self, fill: &Fill) -> Result<(), FillError> {
+        let exec_id = || fill.exec_id.0.clone();
+        if fill.qty <= 0 || fill.qty > MAX_FILL_QTY {
+            return Err(FillError::BadQty {
+                exec_id: exec_id(),
+                qty: fill.qty,
+                max: MAX_FILL_QTY,
+            });
+        }
+        if fill.price < Decimal::ZERO || fill.price > MAX_FILL_PRICE {
+            return Err(FillError::BadPrice {
+                exec_id: exec_id(),
+                price: fill.price,
+                max: MAX_FILL_PRICE,
+            });
+        }
+        if fill.commission.abs() > MAX_FILL_PRICE {
+            return Err(FillError::BadCommission {
+                exec_id: exec_id(),
+                commission: fill.commission,
+            });
+        }
+        if self.qty(fill.symbol).checked_add(fill.qty).is_none()
+            || self.qty(fill.symbol).checked_sub(fill.qty).is_none()
+        {
+            return Err(FillError::PositionOverflow {
+                exec_id: exec_id(),
+                symbol: fill.symbol.0,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies a fill, or says why it cannot. Does not deduplicate: the order manager does.
+    pub fn try_apply_fill(&mut self, fill: &Fill) -> Result<FillEffect, FillError> {
+        self.check_fill(fill)?;
+        Ok(self.apply_checked(fill))
+    }
+
+    /// Applies a fill: closes opposite lots FIFO, then opens the remainder on the fill's side
+    /// (so a fill can cross through zero). A fill that [`Ledger::check_fill`] refuses changes
+    /// nothing and returns an empty effect; call `try_apply_fill` to learn why.
+    pub fn apply_fill(&mut self, fill: &Fill) -> FillEffect {
+        self.try_apply_fill(fill).unwrap_or_default()
+    }
+
+    fn apply_checked(&mut self, fill: &Fill) -> FillEffect {
+        let price = fill.price;
+        let side_sign = fill.side.sign();
+        let idx = fill.symbol.index();
+        let st = self.sym_mut(fill.symbol);
+        let was_flat = st.qty == 0;
+
+        let mut remaining = fill.qty; // > 0, in shares
+        let mut realized = Decimal::ZERO;
+        let mut closed = 0;
+        // Close lots on the other side, oldest first.
+        while remaining > 0 {
+            let Some(front) = st.lots.front_mut() else {
+                break;
+            };
+            if front.qty.signum() == side_sign {
+                break;
+            }
+            let take = remaining.min(front.qty.abs());
+            // A closed long earns (price − lot price) per share; a covered short the reverse.
+            let signed_closed = take * front.qty.signum();
+            let q = Decimal::from(signed_closed);
+            realized += (price - front.price) * q;
+            st.cost -= front.price * q;
+            st.qty -= signed_closed;
+            front.qty -= signed_closed;
+            if front.qty == 0 {
+                st.lots.pop_front();
+            }
+            remaining -= take;
+            closed += take;
+        }
+        let opened = remaining;
+        if opened > 0 {
+            let signed = opened * side_sign;
+            st.lots.push_back(Lot {
+                qty: signed,
+                price,
+                ts: fill.ts,
+            });
+            st.cost += price * Decimal::from(signed);
+            st.qty += signed;
+        }
+        if st.lots.is_empty() {
+            // Exact anyway; reset so no residue of scale lingers.
+            st.cost = Decimal::ZERO;
+        }
+        let position_after = st.qty;
+
+        self.cash += fill.cash_flow();
+        self.commissions += fill.commission;
+        self.lot_pnl += realized;
+
+        if was_flat != (position_after == 0) {
+            match self.open.binary_search(&idx) {
+                Ok(p) if position_after == 0 => {
+                    self.open.remove(p);
+                }
+                Err(p) if position_after != 0 => self.open.insert(p, idx),
+                _ => {}
+            }
+        }
+
+        if closed > 0 {
+            let pnl = realized - fill.commission;
+            let s = &mut self.stats;
+            s.trades += 1;
+            if pnl > Decimal::ZERO {
+                s.wins += 1;
+                s.gross_win += pnl;
+            } else if pnl < Decimal::ZERO {
+                s.losses += 1;
+                s.gross_loss -= pnl;
+            }
+        }
+
+        FillEffect {
+            realized,
+            closed_qty: closed,
+            opened_qty: opened,
+            position_after,
+        }
+    }
+
+    /// Records the latest price for a symbol. Hot path: one store (plus a resize the first
+    /// time an unknown symbol shows up).
+    #[inline]
+    pub fn mark(&mut self, sym: SymbolId, price: Price) {
+        if let Some(st) = self.syms.get_mut(sym.index()) {
+            st.mark = Some(price);
+        } else {
+            self.sym_mut(sym).mark = Some(price);
+        }
+    }
+
+    pub fn mark_of(&self, sym: SymbolId) -> Option<Price> {
+        self.syms.get(sym.index()).and_then(|s| s.mark)
+    }
+
+    pub fn cash(&self) -> Money {
+        self.cash
+    }
+
+    pub fn starting_cash(&self) -> Money {
+        self.starting_cash
+    }
+
+    /// Total commissions paid.
+    pub fn commissions(&self) -> Money {
+        self.commissions
+    }
+
+    /// Σ FIFO lot P&L − Σ all commissions (including those of fills that only opened).
+    pub fn realized(&self) -> Money {
+        self.lot_pnl - self.commissions
+    }
+
+    /// Σ FIFO lot P&L of closed quantity, before commissions.
+    pub fn realized_before_commissions(&self) -> Money {
+        self.lot_pnl
+    }
+
+    /// Σ (mark − lot price) × qty over open lots; a never-marked position contributes 0.
+    pub fn unrealized(&self) -> Money {
+        self.open.iter().fold(Decimal::ZERO, |acc, &i| {
+            let st = &self.syms[i];
+            acc.saturating_add(st.value().saturating_sub(st.cost))
+        })
+    }
+
+    /// Cash plus every position at its mark (at cost when never marked).
+    pub fn equity(&self) -> Money {
+        self.open.iter().fold(self.cash, |acc, &i| {
+            acc.saturating_add(self.syms[i].value())
+        })
+    }
+
+    /// Σ |qty × mark|.
+    pub fn gross_exposure(&self) -> Money {
+        self.open.iter().fold(Decimal::ZERO, |acc, &i| {
+            acc.saturating_add(self.syms[i].value().abs())
+        })
+    }
+
+    /// Signed shares held.
+    #[inline]
+    pub fn qty(&self, sym: SymbolId) -> Qty {
+        self.syms.get(sym.index()).map_or(0, |s| s.qty)
+    }
+
+    /// The position in one symbol (flat positions included): `avg_cost` is the weighted
+    /// average of open lots (0 when flat), `mark` the last mark or else `avg_cost`.
+    pub fn position(&self, sym: SymbolId) -> Position {
+        let Some(st) = self.syms.get(sym.index()) else {
+            return Position {
+                symbol: sym,
+                qty: 0,
+                avg_cost: Decimal::ZERO,
+                mark: Decimal::ZERO,
+            };
+        };
+        let avg_cost = if st.qty == 0 {
+            Decimal::ZERO
+        } else {
+            st.cost / Decimal::from(st.qty)
+        };
+        Position {
+            symbol: sym,
+            qty: st.qty,
+            avg_cost,
+            mark: st.mark.unwrap_or(avg_cost),
+        }
+    }
+
+    /// Non-zero positions, in symbol order.
+    pub fn positions(&self) -> impl Iterator<Item = Position> + '_ {
+        self.open.iter().map(|&i| self.position(SymbolId(i as u16)))
+    }
+
+    pub fn open_positions(&self) -> u32 {
+        self.open.len() as u32
+    }
+
+    /// Open lots, oldest first.
+    pub fn lots(&self, sym: SymbolId) -> &VecDeque<Lot> {
+        self.syms.get(sym.index()).map_or(&NO_LOTS, |s| &s.lots)
+    }
+
+    pub fn trade_stats(&self) -> TradeStats {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{ClientOrderId, ExecId, Side};
+    use rust_decimal_macros::dec;
+
+    const A: SymbolId = SymbolId(0);
+    const B: SymbolId = SymbolId(1);
+
+    fn fill(sym: SymbolId, side: Side, qty: Qty, price: Decimal, comm: Decimal, t: i64) -> Fill {
+        Fill {
+            exec_id: ExecId(format!("e{t}")),
+            order_id: ClientOrderId(t as u64),
+            symbol: sym,
+            side,
+            qty,
+            price,
+            commission: comm,
+            ts: Ts(t),
+        }
+    }
+
+    fn assert_identity(l: &Ledger) {
+        assert_eq!(
+            l.equity() - l.starting_cash(),
+            l.realized() + l.unrealized()
+        );
+    }
+
+    #[test]
+    fn fifo_across_multiple_lots_with_partial_close() {
+        let mut l = Ledger::new(2, dec!(10000));
+        l.apply_fill(&fill(A, Side::Buy, 10, dec!(100), dec!(1), 1));
+        l.apply_fill(&fill(A, Side::Buy, 20, dec!(110), dec!(1), 2));
+        assert_eq!(l.qty(A), 30);
+        // avg = (1000 + 2200) / 30 = 106.666…
+        assert_eq!(l.position(A).avg_cost.round_dp(4), dec!(106.6667));
+        // Sell 15 at 120: all 10 of lot 1, then 5 of lot 2.
+        let e = l.apply_fill(&fill(A, Side::Sell, 15, dec!(120), dec!(1), 3));
+        // lot1: 10 × (120 − 100) = 200; lot2: 5 × (120 − 110) = 50.
+        assert_eq!(
+            e,
+            FillEffect {
+                realized: dec!(250),
+                closed_qty: 15,
+                opened_qty: 0,
+                position_after: 15
+            }
+        );
+        let lots: Vec<_> = l.lots(A).iter().copied().collect();
+        assert_eq!(
+            lots,
+            vec![Lot {
+                qty: 15,
+                price: dec!(110),
+                ts: Ts(2)
+            }]
+        );
+        // cash: 10000 − 1001 − 2201 + 1799 = 8597.
+        assert_eq!(l.cash(), dec!(8597));
+        assert_eq!(l.commissions(), dec!(3));
+        assert_eq!(l.realized(), dec!(247));
+        // Unmarked: valued at cost, unrealized 0; equity = 8597 + 15 × 110 = 10247.
+        assert_eq!(l.unrealized(), dec!(0));
+        assert_eq!(l.equity(), dec!(10247));
+        assert_identity(&l);
+        l.mark(A, dec!(105));
+        // 15 × (105 − 110) = −75; equity = 8597 + 1575 = 10172.
+        assert_eq!(l.unrealized(), dec!(-75));
+        assert_eq!(l.equity(), dec!(10172));
+        assert_eq!(l.gross_exposure(), dec!(1575));
+        assert_identity(&l);
+        let p = l.position(A);
+        assert_eq!((p.qty, p.avg_cost, p.mark), (15, dec!(110), dec!(105)));
+    }
+
+    #[test]
+    fn short_then_cover() {
+        let mut l = Ledger::new(1, dec!(5000));
+        let e = l.apply_fill(&fill(A, Side::Sell, 100, dec!(50), dec!(1), 1));
+        assert_eq!((e.opened_qty, e.position_after), (100, -100));
+        // Short proceeds go to cash: 5000 + 5000 − 1.
+        assert_eq!(l.cash(), dec!(9999));
+        l.mark(A, dec!(48));
+        // (48 − 50) × −100 = +200.
+        assert_eq!(l.unrealized(), dec!(200));
+        // equity = 9999 − 4800 = 5199.
+        assert_eq!(l.equity(), dec!(5199));
+        assert_eq!(l.gross_exposure(), dec!(4800));
+        assert_identity(&l);
+        let e = l.apply_fill(&fill(A, Side::Buy, 100, dec!(45), dec!(1), 2));
+        assert_eq!(
+            e,
+            FillEffect {
+                realized: dec!(500),
+                closed_qty: 100,
+                opened_qty: 0,
+                position_after: 0
+            }
+        );
+        assert_eq!(l.cash(), dec!(5498));
+        assert_eq!(l.realized(), dec!(498));
+        assert_eq!(l.open_positions(), 0);
+        assert_eq!(l.positions().count(), 0);
+        assert_eq!(l.equity(), dec!(5498));
+        assert_eq!(l.unrealized(), dec!(0));
+        assert_identity(&l);
+        assert_eq!(
+            l.trade_stats(),
+            TradeStats {
+                trades: 1,
+                wins: 1,
+                losses: 0,
+                gross_win: dec!(499),
+                gross_loss: dec!(0)
+            }
+        );
+        let p = l.position(A);
+        assert_eq!((p.qty, p.avg_cost), (0, dec!(0)));
+    }
+
+    #[test]
+    fn crossing_through_zero_opens_remainder_on_other_side() {
+        let mut l = Ledger::new(1, dec!(0));
+        l.apply_fill(&fill(A, Side::Buy, 30, dec!(10), dec!(0), 1));
+        l.apply_fill(&fill(A, Side::Buy, 20, dec!(12), dec!(0), 2));
+        // Sell 80 at 11: close 30 @10 (+30), 20 @12 (−20), open 30 short @11.
+        let e = l.apply_fill(&fill(A, Side::Sell, 80, dec!(11), dec!(2), 3));
+        assert_eq!(
+            e,
+            FillEffect {
+                realized: dec!(10),
+                closed_qty: 50,
+                opened_qty: 30,
+                position_after: -30
+            }
+        );
+        let lots: Vec<_> = l.lots(A).iter().copied().collect();
+        assert_eq!(
+            lots,
+            vec![Lot {
+                qty: -30,
+                price: dec!(11),
+                ts: Ts(3)
+            }]
+        );
+        let p = l.position(A);
+        assert_eq!((p.qty, p.avg_cost, p.mark), (-30, dec!(11), dec!(11)));
+        // cash: −300 − 240 + 880 − 2 = 338.
+        assert_eq!(l.cash(), dec!(338));
+        assert_eq!(l.realized(), dec!(8));
+        assert_identity(&l);
+        // Buy 50 at 9: cover 30 (+60), open 20 long.
+        let e = l.apply_fill(&fill(A, Side::Buy, 50, dec!(9), dec!(0), 4));
+        assert_eq!(
+            (e.realized, e.closed_qty, e.opened_qty, e.position_after),
+            (dec!(60), 30, 20, 20)
+        );
+        assert_eq!(l.realized(), dec!(68));
+        l.mark(A, dec!(10));
+        assert_eq!(l.unrealized(), dec!(20));
+        // cash 338 − 450 = −112; equity = −112 + 200 = 88 = 68 + 20.
+        assert_eq!(l.equity(), dec!(88));
+        assert_identity(&l);
+        // Trades: fill 3 (10 − 2 = 8, win) and fill 4 (60, win).
+        let s = l.trade_stats();
+        assert_eq!(
+            (s.trades, s.wins, s.losses, s.gross_win),
+            (2, 2, 0, dec!(68))
+        );
+    }
+
+    #[test]
+    fn trade_stats_counts_losses_after_commission() {
+        let mut l = Ledger::new(1, dec!(1000));
+        l.apply_fill(&fill(A, Side::Buy, 10, dec!(20), dec!(1), 1));
+        // Closing 5 at 20.10: +0.50 gross, −1 commission → −0.50: a loss.
+        l.apply_fill(&fill(A, Side::Sell, 5, dec!(20.10), dec!(1), 2));
+        // Closing 5 at 20.20: +1.00 − 1.00 = 0: neither.
+        l.apply_fill(&fill(A, Side::Sell, 5, dec!(20.20), dec!(1), 3));
+        assert_eq!(
+            l.trade_stats(),
+            TradeStats {
+                trades: 2,
+                wins: 0,
+                losses: 1,
+                gross_win: dec!(0),
+                gross_loss: dec!(0.50)
+            }
+        );
+        assert_eq!(l.commissions(), dec!(3));
+        // 0.50 + 1.00 − 3.
+        assert_eq!(l.realized(), dec!(-1.50));
+        assert_eq!(l.equity(), dec!(998.50));
+        assert_identity(&l);
+    }
+
+    #[test]
+    fn several_symbols_and_unknown_symbol_grows() {
+        let mut l = Ledger::new(1, dec!(1000));
+        l.apply_fill(&fill(B, Side::Buy, 2, dec!(100), dec!(0), 1));
+        l.apply_fill(&fill(A, Side::Sell, 3, dec!(10), dec!(0), 2));
+        l.mark(SymbolId(7), dec!(1));
+        assert_eq!(l.mark_of(SymbolId(7)), Some(dec!(1)));
+        assert_eq!(l.mark_of(SymbolId(9)), None);
+        assert_eq!(l.qty(SymbolId(300)), 0);
+        assert_eq!(l.lots(SymbolId(300)).len(), 0);
+        let ps: Vec<_> = l.positions().map(|p| (p.symbol, p.qty)).collect();
+        assert_eq!(ps, vec![(A, -3), (B, 2)]);
+        assert_eq!(l.open_positions(), 2);
+        l.mark(A, dec!(12));
+        l.mark(B, dec!(90));
+        // 1000 − 200 + 30 = 830; equity = 830 − 36 + 180 = 974.
+        assert_eq!(l.equity(), dec!(974));
+        // A: (12 − 10) × −3 = −6; B: (90 − 100) × 2 = −20.
+        assert_eq!(l.unrealized(), dec!(-26));
+        assert_eq!(l.gross_exposure(), dec!(216));
+        assert_identity(&l);
+    }
+
+    #[test]
+    fn invalid_fills_change_nothing() {
+        let mut l = Ledger::new(1, dec!(1000));
+        let before = l.clone();
+        let bad = fill(A, Side::Buy, 0, dec!(10), dec!(0), 1);
+        assert_eq!(l.apply_fill(&bad), FillEffect::default());
+        assert!(matches!(
+            l.try_apply_fill(&bad),
+            Err(FillError::BadQty { .. })
+        ));
+        let neg = fill(A, Side::Buy, 5, dec!(-1), dec!(0), 2);
+        assert!(matches!(
+            l.try_apply_fill(&neg),
+            Err(FillError::BadPrice { .. })
+        ));
+        let huge = fill(A, Side::Buy, i64::MAX, dec!(1), dec!(0), 3);
+        assert!(l.try_apply_fill(&huge).is_err());
+        assert_eq!(l, before);
+        // Huge marks saturate instead of panicking.
+        l.apply_fill(&fill(
+            A,
+            Side::Buy,
+            MAX_FILL_QTY,
+            MAX_FILL_PRICE,
+            dec!(0),
+            4,
+        ));
+        l.mark(A, Decimal::MAX);
+        let _ = (l.equity(), l.unrealized(), l.gross_exposure());
+    }
+}

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod orders;
 pub mod paper;
 pub mod risk;
+pub mod session;
 pub mod sizing;
 pub mod stops;
 pub mod strategy;

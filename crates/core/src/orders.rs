@@ -1,5 +1,16 @@
-//! TODO(helper): order manager.
+//! The order manager: one state machine per order, client order ids that resume across
+//! restarts, and fill idempotency keyed by [`ExecId`].
+//!
+//! Brokers deliver status and fills out of order (a fill before the ack, an ack after the
+//! fill, the same execution twice after a reconnect). The manager accepts every legal order
+//! of arrival, lets terminal states absorb late news, and says exactly what each message did.
+
+use std::collections::{BTreeMap, HashSet};
+
 use serde::{Deserialize, Serialize};
+
+use crate::events::{BrokerStatus, OrderUpdate};
+use crate::types::{ClientOrderId, ExecId, Fill, OrderRequest, Price, Qty, SymbolId, Ts};
 
 /// An order's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -11,4 +22,661 @@ pub enum OrderState {
     Filled,
     Cancelled,
     Rejected,
+}
+
+impl OrderState {
+    /// Still working (or about to be): New, Submitted or PartiallyFilled.
+    pub const fn is_open(self) -> bool {
+        matches!(
+            self,
+            OrderState::New | OrderState::Submitted | OrderState::PartiallyFilled
+        )
+    }
+    /// Filled, Cancelled or Rejected: nothing moves it any more.
+    pub const fn is_terminal(self) -> bool {
+        !self.is_open()
+    }
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderState::New => "new",
+            OrderState::Submitted => "submitted",
+            OrderState::PartiallyFilled => "partially_filled",
+            OrderState::Filled => "filled",
+            OrderState::Cancelled => "cancelled",
+            OrderState::Rejected => "rejected",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "new" => Some(OrderState::New),
+            "submitted" => Some(OrderState::Submitted),
+            "partially_filled" => Some(OrderState::PartiallyFilled),
+            "filled" => Some(OrderState::Filled),
+            "cancelled" => Some(OrderState::Cancelled),
+            "rejected" => Some(OrderState::Rejected),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for OrderState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An order and everything known about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedOrder {
+    pub req: OrderRequest,
+    pub state: OrderState,
+    /// Shares filled so far.
+    pub filled: Qty,
+    /// Volume-weighted average fill price; `None` before the first fill.
+    pub avg_fill_price: Option<Price>,
+    pub broker_id: Option<String>,
+    /// Why it was cancelled or rejected.
+    pub reason: Option<String>,
+    /// Time of the last change.
+    pub updated: Ts,
+}
+
+impl ManagedOrder {
+    pub fn new(req: OrderRequest) -> Self {
+        ManagedOrder {
+            req,
+            state: OrderState::New,
+            filled: 0,
+            avg_fill_price: None,
+            broker_id: None,
+            reason: None,
+            updated: req.ts,
+        }
+    }
+    /// Shares still to fill.
+    pub fn remaining(&self) -> Qty {
+        (self.req.qty - self.filled).max(0)
+    }
+}
+
+/// What a status update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    Changed {
+        from: OrderState,
+        to: OrderState,
+    },
+    /// Already in that state, or a terminal state absorbed it (e.g. a late ack).
+    Unchanged,
+    UnknownOrder,
+    /// Not applied: e.g. Cancelled after Filled.
+    IllegalTransition {
+        from: OrderState,
+        to: OrderState,
+    },
+}
+
+/// What a fill did to its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillOutcome {
+    /// Counted against the order (`from == to` when a terminal order received a late fill).
+    Applied { from: OrderState, to: OrderState },
+    /// This exec id was seen before: ignore the fill everywhere.
+    Duplicate,
+    /// No such order in memory (the exec id is still recorded).
+    UnknownOrder,
+    /// More shares than the order has left (or a non-positive quantity): not counted against
+    /// the order; reported.
+    Overfill,
+}
+
+impl FillOutcome {
+    /// True for every fill seen for the first time: a real execution the ledger must book,
+    /// whatever the order's bookkeeping made of it.
+    pub const fn is_new_execution(self) -> bool {
+        !matches!(self, FillOutcome::Duplicate)
+    }
+}
+
+/// All orders in memory, their states, and the exec ids already seen.
+#[derive(Debug, Clone, Default)]
+pub struct OrderManager {
+    next_seq: u64,
+    /// BTreeMap so that iteration (and so the engine's commands) is in id order: deterministic.
+    orders: BTreeMap<ClientOrderId, ManagedOrder>,
+    seen: HashSet<ExecId>,
+    /// Open orders per symbol, indexed by `SymbolId`.
+    open_per_sym: Vec<u32>,
+}
+
+impl OrderManager {
+    /// A manager whose first new id is `ClientOrderId(next_seq)`.
+    pub fn new(next_seq: u64) -> Self {
+        OrderManager {
+            next_seq,
+            ..Default::default()
+        }
+    }
+
+    /// Hands out the next client order id.
+    pub fn next_id(&mut self) -> ClientOrderId {
+        let id = ClientOrderId(self.next_seq);
+        self.next_seq = self.next_seq.saturating_add(1);
+        id
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    fn bump_seq_past(&mut self, id: ClientOrderId) {
+        if id.0 >= self.next_seq {
+            self.next_seq = id.0.saturating_add(1);
+        }
+    }
+
+    fn count_open(&mut self, sym: SymbolId, delta: i32) {
+        let i = sym.index();
+        if i >= self.open_per_sym.len() {
+            self.open_per_sym.resize(i + 1, 0);
+        }
+        let c = &mut self.open_per_sym[i];
+        *c = c.saturating_add_signed(delta);
+    }
+
+    /// Tracks an order in state New. A second insert of the same id changes nothing, so one
+    /// intent never becomes two orders.
+    pub fn insert(&mut self, req: OrderRequest) {
+        if self.orders.contains_key(&req.id) {
+            return;
+        }
+        self.bump_seq_past(req.id);
+        self.count_open(req.symbol, 1);
+        self.orders.insert(req.id, ManagedOrder::new(req));
+    }
+
+    /// Puts back an order loaded from the store after a restart (replacing any in memory).
+    pub fn restore(&mut self, order: ManagedOrder) {
+        self.bump_seq_past(order.req.id);
+        if order.state.is_open() {
+            self.count_open(order.req.symbol, 1);
+        }
+        if let Some(old) = self.orders.insert(order.req.id, order) {
+            if old.state.is_open() {
+                self.count_open(old.req.symbol, -1);
+            }
+        }
+    }
+
+    /// Records an exec id loaded from the store, so a replayed fill is a Duplicate.
+    pub fn mark_exec_seen(&mut self, exec: &ExecId) {
+        if !self.seen.contains(exec) {
+            self.seen.insert(exec.clone());
+        }
+    }
+
+    pub fn exec_seen(&self, exec: &ExecId) -> bool {
+        self.seen.contains(exec)
+    }
+
+    fn set_state(&mut self, id: ClientOrderId, to: OrderState) {
+        let Some(o) = self.orders.get_mut(&id) else {
+            return;
+        };
+        let (was_open, sym) = (o.state.is_open(), o.req.symbol);
+        o.state = to;
+        if was_open && !to.is_open() {
+            self.count_open(sym, -1);
+        }
+    }
+
+    /// Applies a broker status update.
+    pub fn on_update(&mut self, u: &OrderUpdate) -> UpdateOutcome {
+        let Some(o) = self.orders.get_mut(&u.order_id) else {
+            return UpdateOutcome::UnknownOrder;
+        };
+        let from = o.state;
+        let (to, reason) = match &u.status {
+            BrokerStatus::Submitted { broker_id } => {
+                // Keep the broker's id whenever it comes, even on a late ack.
+                if o.broker_id.is_none() {
+                    o.broker_id.clone_from(broker_id);
+                }
+                if from != OrderState::New {
+                    // Already working, filling or done: the ack adds nothing.
+                    return UpdateOutcome::Unchanged;
+                }
+                (OrderState::Submitted, None)
+            }
+            BrokerStatus::Cancelled { reason } => (OrderState::Cancelled, Some(reason.clone())),
+            BrokerStatus::Rejected { reason } => (OrderState::Rejected, Some(reason.clone())),
+            BrokerStatus::Expired => (OrderState::Cancelled, Some("expired".to_string())),
+        };
+        if from == to {
+            return UpdateOutcome::Unchanged;
+        }
+        if from.is_terminal() {
+            return UpdateOutcome::IllegalTransition { from, to };
+        }
+        o.reason = reason;
+        o.updated = u.ts;
+        self.set_state(u.order_id, to);
+        UpdateOutcome::Changed { from, to }
+    }
+
+    /// Applies a fill to its order, once per exec id.
+    pub fn on_fill(&mut self, f: &Fill) -> FillOutcome {
+        if self.seen.contains(&f.exec_id) {
+            return FillOutcome::Duplicate;
+        }
+        self.seen.insert(f.exec_id.clone());
+        let Some(o) = self.orders.get_mut(&f.order_id) else {
+            return FillOutcome::UnknownOrder;
+        };
+        let from = o.state;
+        let filled = match o.filled.checked_add(f.qty) {
+            Some(n) if f.qty > 0 && n <= o.req.qty => n,
+            _ => return FillOutcome::Overfill,
+        };
+        let prev_value = o
+            .avg_fill_price
+            .map_or(Price::ZERO, |p| p.saturating_mul(Price::from(o.filled)));
+        // Saturating: a garbage price must not panic; the average is informational.
+        let value = prev_value.saturating_add(f.price.saturating_mul(Price::from(f.qty)));
+        o.avg_fill_price = Some(value / Price::from(filled));
+        o.filled = filled;
+        o.updated = f.ts;
+        // A late fill on a cancelled or rejected order is booked but does not revive it.
+        let to = if from.is_terminal() {
+            from
+        } else if filled == o.req.qty {
+            OrderState::Filled
+        } else {
+            OrderState::PartiallyFilled
+        };
+        self.set_state(f.order_id, to);
+        FillOutcome::Applied { from, to }
+    }
+
+    pub fn get(&self, id: ClientOrderId) -> Option<&ManagedOrder> {
+        self.orders.get(&id)
+    }
+
+    /// New, Submitted or PartiallyFilled orders, in id order.
+    pub fn open_orders(&self) -> impl Iterator<Item = &ManagedOrder> {
+        self.orders.values().filter(|o| o.state.is_open())
+    }
+
+    /// Whether any order for `sym` is still open. O(1).
+    #[inline]
+    pub fn has_open_for(&self, sym: SymbolId) -> bool {
+        self.open_per_sym.get(sym.index()).is_some_and(|&c| c > 0)
+    }
+
+    /// Ids of open orders matching `pred`, in id order.
+    pub fn open_ids_where(&self, pred: impl Fn(&ManagedOrder) -> bool) -> Vec<ClientOrderId> {
+        self.open_orders()
+            .filter(|o| pred(o))
+            .map(|o| o.req.id)
+            .collect()
+    }
+
+    /// Drops terminal orders from memory (the store has them). Exec ids are kept so a
+    /// replayed fill is still a Duplicate.
+    pub fn prune_closed(&mut self) {
+        self.orders.retain(|_, o| o.state.is_open());
+    }
+
+    /// Orders in memory (open and not yet pruned).
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{OrderKind, OrderPurpose, Side, Tif};
+    use rust_decimal_macros::dec;
+
+    fn req(id: u64, sym: u16, qty: Qty) -> OrderRequest {
+        OrderRequest {
+            id: ClientOrderId(id),
+            symbol: SymbolId(sym),
+            side: Side::Buy,
+            qty,
+            kind: OrderKind::Market,
+            tif: Tif::Day,
+            purpose: OrderPurpose::Entry,
+            ts: Ts(0),
+        }
+    }
+
+    fn fill(exec: &str, id: u64, qty: Qty, price: Price, t: i64) -> Fill {
+        Fill {
+            exec_id: ExecId(exec.into()),
+            order_id: ClientOrderId(id),
+            symbol: SymbolId(0),
+            side: Side::Buy,
+            qty,
+            price,
+            commission: dec!(1),
+            ts: Ts(t),
+        }
+    }
+
+    fn upd(id: u64, status: BrokerStatus, t: i64) -> OrderUpdate {
+        OrderUpdate {
+            order_id: ClientOrderId(id),
+            status,
+            ts: Ts(t),
+        }
+    }
+
+    fn submitted(id: u64) -> OrderUpdate {
+        upd(
+            id,
+            BrokerStatus::Submitted {
+                broker_id: Some(format!("B{id}")),
+            },
+            1,
+        )
+    }
+
+    use OrderState::*;
+
+    #[test]
+    fn ids_resume_and_insert_is_idempotent() {
+        let mut m = OrderManager::new(41);
+        assert_eq!(m.next_id(), ClientOrderId(41));
+        assert_eq!(m.next_id(), ClientOrderId(42));
+        assert_eq!(m.next_seq(), 43);
+        m.insert(req(42, 0, 10));
+        m.insert(OrderRequest {
+            qty: 99,
+            ..req(42, 0, 10)
+        });
+        assert_eq!(m.get(ClientOrderId(42)).map(|o| o.req.qty), Some(10));
+        assert_eq!(m.open_orders().count(), 1);
+        assert!(m.has_open_for(SymbolId(0)));
+        // An inserted id beyond the sequence pushes the sequence past it.
+        m.insert(req(100, 1, 5));
+        assert_eq!(m.next_seq(), 101);
+    }
+
+    #[test]
+    fn happy_path_with_partial_fills_and_average_price() {
+        let mut m = OrderManager::new(1);
+        m.insert(req(1, 0, 100));
+        assert_eq!(
+            m.on_update(&submitted(1)),
+            UpdateOutcome::Changed {
+                from: New,
+                to: Submitted
+            }
+        );
+        assert_eq!(
+            m.on_fill(&fill("x1", 1, 40, dec!(10), 2)),
+            FillOutcome::Applied {
+                from: Submitted,
+                to: PartiallyFilled
+            }
+        );
+        assert_eq!(
+            m.on_fill(&fill("x2", 1, 60, dec!(10.50), 3)),
+            FillOutcome::Applied {
+                from: PartiallyFilled,
+                to: Filled
+            }
+        );
+        let o = m.get(ClientOrderId(1)).unwrap();
+        // (40 × 10 + 60 × 10.5) / 100 = 10.30.
+        assert_eq!(o.avg_fill_price, Some(dec!(10.30)));
+        assert_eq!(
+            (o.filled, o.updated, o.broker_id.as_deref()),
+            (100, Ts(3), Some("B1"))
+        );
+        assert!(!m.has_open_for(SymbolId(0)));
+        assert_eq!(m.open_orders().count(), 0);
+    }
+
+    #[test]
+    fn duplicate_fills_are_ignored() {
+        let mut m = OrderManager::new(1);
+        m.insert(req(1, 0, 100));
+        let f = fill("x1", 1, 40, dec!(10), 2);
+        assert!(matches!(m.on_fill(&f), FillOutcome::Applied { .. }));
+        let before = m.get(ClientOrderId(1)).cloned();
+        assert_eq!(m.on_fill(&f), FillOutcome::Duplicate);
+        assert_eq!(m.get(ClientOrderId(1)).cloned(), before);
+        assert!(!FillOutcome::Duplicate.is_new_execution());
+        // Seen exec ids restored from the store are duplicates too.
+        m.mark_exec_seen(&ExecId("old".into()));
+        assert_eq!(
+            m.on_fill(&fill("old", 1, 1, dec!(10), 3)),
+            FillOutcome::Duplicate
+        );
+        // Unknown order: recorded, so the repeat is a duplicate.
+        let u = fill("x9", 77, 5, dec!(1), 4);
+        assert_eq!(m.on_fill(&u), FillOutcome::UnknownOrder);
+        assert!(m.exec_seen(&u.exec_id));
+        assert_eq!(m.on_fill(&u), FillOutcome::Duplicate);
+    }
+
+    #[test]
+    fn fill_before_ack_then_late_ack() {
+        let mut m = OrderManager::new(1);
+        m.insert(req(1, 0, 10));
+        assert_eq!(
+            m.on_fill(&fill("x1", 1, 10, dec!(5), 2)),
+            FillOutcome::Applied {
+                from: New,
+                to: Filled
+            }
+        );
+        // Late ack after Filled: absorbed, but the broker id is kept.
+        assert_eq!(m.on_update(&submitted(1)), UpdateOutcome::Unchanged);
+        let o = m.get(ClientOrderId(1)).unwrap();
+        assert_eq!((o.state, o.broker_id.as_deref()), (Filled, Some("B1")));
+
+        m.insert(req(2, 0, 10));
+        assert_eq!(
+            m.on_fill(&fill("x2", 2, 3, dec!(5), 2)),
+            FillOutcome::Applied {
+                from: New,
+                to: PartiallyFilled
+            }
+        );
+        assert_eq!(m.on_update(&submitted(2)), UpdateOutcome::Unchanged);
+        assert_eq!(m.get(ClientOrderId(2)).unwrap().state, PartiallyFilled);
+    }
+
+    #[test]
+    fn cancels_rejects_expiry_and_terminal_absorption() {
+        let mut m = OrderManager::new(1);
+        m.insert(req(1, 0, 10));
+        m.insert(req(2, 0, 10));
+        m.insert(req(3, 1, 10));
+        m.on_update(&submitted(1));
+        let cancel = upd(
+            1,
+            BrokerStatus::Cancelled {
+                reason: "user".into(),
+            },
+            5,
+        );
+        assert_eq!(
+            m.on_update(&cancel),
+            UpdateOutcome::Changed {
+                from: Submitted,
+                to: Cancelled
+            }
+        );
+        assert_eq!(m.on_update(&cancel), UpdateOutcome::Unchanged);
+        assert_eq!(
+            m.get(ClientOrderId(1)).unwrap().reason.as_deref(),
+            Some("user")
+        );
+        let reject = upd(
+            2,
+            BrokerStatus::Rejected {
+                reason: "margin".into(),
+            },
+            5,
+        );
+        assert_eq!(
+            m.on_update(&reject),
+            UpdateOutcome::Changed {
+                from: New,
+                to: Rejected
+            }
+        );
+        assert!(!m.has_open_for(SymbolId(0)));
+        assert_eq!(
+            m.on_update(&upd(2, BrokerStatus::Cancelled { reason: "x".into() }, 6)),
+            UpdateOutcome::IllegalTransition {
+                from: Rejected,
+                to: Cancelled
+            }
+        );
+        assert_eq!(
+            m.get(ClientOrderId(2)).unwrap().reason.as_deref(),
+            Some("margin")
+        );
+        m.on_fill(&fill("x3", 3, 4, dec!(1), 6));
+        assert_eq!(
+            m.on_update(&upd(3, BrokerStatus::Expired, 7)),
+            UpdateOutcome::Changed {
+                from: PartiallyFilled,
+                to: Cancelled
+            }
+        );
+        let o = m.get(ClientOrderId(3)).unwrap();
+        assert_eq!(
+            (o.reason.as_deref(), o.updated, o.filled),
+            (Some("expired"), Ts(7), 4)
+        );
+        assert!(!m.has_open_for(SymbolId(1)));
+        assert_eq!(
+            m.on_update(&upd(99, BrokerStatus::Expired, 7)),
+            UpdateOutcome::UnknownOrder
+        );
+        // Cancelled after Filled is illegal and not applied.
+        m.insert(req(4, 0, 1));
+        m.on_fill(&fill("x4", 4, 1, dec!(1), 8));
+        assert_eq!(
+            m.on_update(&upd(
+                4,
+                BrokerStatus::Cancelled {
+                    reason: "late".into()
+                },
+                9
+            )),
+            UpdateOutcome::IllegalTransition {
+                from: Filled,
+                to: Cancelled
+            }
+        );
+        assert_eq!(m.get(ClientOrderId(4)).unwrap().state, Filled);
+    }
+
+    #[test]
+    fn late_fill_on_cancelled_order_is_booked_without_reviving_it() {
+        let mut m = OrderManager::new(1);
+        m.insert(req(1, 0, 10));
+        m.on_update(&upd(1, BrokerStatus::Cancelled { reason: "c".into() }, 2));
+        assert_eq!(
+            m.on_fill(&fill("x1", 1, 10, dec!(3), 3)),
+            FillOutcome::Applied {
+                from: Cancelled,
+                to: Cancelled
+            }
+        );
+        assert_eq!(m.get(ClientOrderId(1)).unwrap().filled, 10);
+        assert!(!m.has_open_for(SymbolId(0)));
+    }
+
+    #[test]
+    fn overfill_is_reported_not_applied() {
+        let mut m = OrderManager::new(1);
+        m.insert(req(1, 0, 10));
+        m.on_fill(&fill("x1", 1, 8, dec!(2), 2));
+        assert_eq!(
+            m.on_fill(&fill("x2", 1, 3, dec!(2), 3)),
+            FillOutcome::Overfill
+        );
+        assert!(FillOutcome::Overfill.is_new_execution());
+        assert_eq!(
+            m.on_fill(&fill("x2", 1, 3, dec!(2), 3)),
+            FillOutcome::Duplicate
+        );
+        assert_eq!(
+            m.on_fill(&fill("x3", 1, 0, dec!(2), 3)),
+            FillOutcome::Overfill
+        );
+        assert_eq!(
+            m.on_fill(&fill("x4", 1, i64::MAX, dec!(2), 3)),
+            FillOutcome::Overfill
+        );
+        let o = m.get(ClientOrderId(1)).unwrap();
+        assert_eq!(
+            (o.state, o.filled, o.avg_fill_price),
+            (PartiallyFilled, 8, Some(dec!(2)))
+        );
+        assert_eq!(o.remaining(), 2);
+    }
+
+    #[test]
+    fn restore_prune_and_queries() {
+        let mut m = OrderManager::new(1);
+        let mut o = ManagedOrder::new(req(50, 2, 10));
+        o.state = Submitted;
+        m.restore(o.clone());
+        assert_eq!(m.next_seq(), 51);
+        assert!(m.has_open_for(SymbolId(2)));
+        // Restoring the same order again does not double-count it.
+        m.restore(o.clone());
+        m.on_update(&upd(50, BrokerStatus::Cancelled { reason: "c".into() }, 2));
+        assert!(!m.has_open_for(SymbolId(2)));
+        m.restore(ManagedOrder {
+            state: Filled,
+            ..ManagedOrder::new(req(7, 2, 1))
+        });
+        assert_eq!(m.next_seq(), 51);
+        m.insert(req(51, 0, 5));
+        m.insert(OrderRequest {
+            side: Side::Sell,
+            ..req(52, 1, 5)
+        });
+        m.insert(req(53, 1, 5));
+        let sells = m.open_ids_where(|o| o.req.side == Side::Sell);
+        assert_eq!(sells, vec![ClientOrderId(52)]);
+        let open: Vec<_> = m.open_orders().map(|o| o.req.id.0).collect();
+        assert_eq!(open, vec![51, 52, 53]);
+        m.on_fill(&fill("f", 51, 5, dec!(1), 3));
+        assert_eq!(m.len(), 5);
+        m.prune_closed();
+        assert_eq!(m.len(), 2);
+        assert!(m.get(ClientOrderId(50)).is_none());
+        assert_eq!(
+            m.on_fill(&fill("f", 51, 5, dec!(1), 3)),
+            FillOutcome::Duplicate
+        );
+        assert!(m.has_open_for(SymbolId(1)));
+        assert!(!m.has_open_for(SymbolId(0)));
+        assert!(!m.has_open_for(SymbolId(999)));
+    }
+
+    #[test]
+    fn state_names_round_trip() {
+        for s in [New, Submitted, PartiallyFilled, Filled, Cancelled, Rejected] {
+            assert_eq!(OrderState::parse(s.as_str()), Some(s));
+            assert_eq!(s.is_open(), !s.is_terminal());
+        }
+        assert_eq!(OrderState::parse("done"), None);
+    }
 }

@@ -1,12 +1,21 @@
 //! The risk gate: every order passes through it, and its answer is a [`Verdict`].
 //!
-//! The verdict types live here; the gate's checks are in [`RiskGate`].
+//! The verdict types live here; the gate's checks are in [`RiskGate`], which also owns the
+//! automatic trading-state escalations ([`RiskGate::evaluate`]).
+//!
+//! Entries run every check in [`RiskGate::ENTRY_ORDER`]; exits (signal exits, stops,
+//! take-profits, flatten) run only [`RiskGate::EXIT_ORDER`], because a gate that can trap a
+//! position is a risk of its own. The verdict is the first failure in that order.
 
 use std::fmt;
 
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::types::Money;
+use crate::decision::Checks;
+use crate::events::StateCause;
+use crate::types::{Money, OrderPurpose, Price, Qty, Side, SymbolId, TradingState, Ts};
 
 /// Each check the gate runs, named so refusals can be counted by check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -40,6 +49,9 @@ pub enum RiskCheck {
     StalePrice,
     /// The price moved more than the allowed share from the last close.
     ImplausiblePrice,
+    /// The broker session is not ready (disconnected, reconciling, restart window). Checked by
+    /// the engine before the gate, so it is not in [`RiskCheck::ALL`].
+    Connection,
 }
 
 impl RiskCheck {
@@ -75,6 +87,7 @@ impl RiskCheck {
             RiskCheck::Cooldown => "cooldown",
             RiskCheck::StalePrice => "stale_price",
             RiskCheck::ImplausiblePrice => "implausible_price",
+            RiskCheck::Connection => "connection",
         }
     }
 }
@@ -110,6 +123,10 @@ pub enum RefuseReason {
     ShortingDisabled,
     /// An order for this symbol is still working.
     OrderPending,
+    /// The broker session is in this state, not ready.
+    NotConnected {
+        state: crate::types::ConnectionState,
+    },
 }
 
 impl fmt::Display for RefuseReason {
@@ -120,7 +137,12 @@ impl fmt::Display for RefuseReason {
             }
             RefuseReason::State { state } => write!(f, "trading state is {state}"),
             RefuseReason::OverLimit { value, limit } => {
-                write!(f, "${} exceeds the limit of ${}", value.round_dp(2), limit.round_dp(2))
+                write!(
+                    f,
+                    "${} exceeds the limit of ${}",
+                    value.round_dp(2),
+                    limit.round_dp(2)
+                )
             }
             RefuseReason::CountOverLimit { value, limit } => {
                 write!(f, "{value} exceeds the limit of {limit}")
@@ -138,10 +160,18 @@ impl fmt::Display for RefuseReason {
                 limit * 100.0
             ),
             RefuseReason::RatioOverLimit { value, limit } => {
-                write!(f, "{:.2}% exceeds the limit of {:.2}%", value * 100.0, limit * 100.0)
+                write!(
+                    f,
+                    "{:.2}% exceeds the limit of {:.2}%",
+                    value * 100.0,
+                    limit * 100.0
+                )
             }
             RefuseReason::ShortingDisabled => f.write_str("short selling is disabled"),
             RefuseReason::OrderPending => f.write_str("an order for this symbol is pending"),
+            RefuseReason::NotConnected { state } => {
+                write!(f, "the broker session is {}, not ready", state.as_str())
+            }
         }
     }
 }
@@ -151,7 +181,10 @@ impl fmt::Display for RefuseReason {
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     Approved,
-    Refused { check: RiskCheck, reason: RefuseReason },
+    Refused {
+        check: RiskCheck,
+        reason: RefuseReason,
+    },
 }
 
 impl Verdict {
@@ -210,5 +243,1197 @@ impl Default for RiskLimits {
             max_price_age_bars: 2,
             max_price_move_pct: dec!(0.20),
         }
+    }
+}
+
+/// Why a [`RiskLimits`] value was refused, naming the `[risk]` key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("risk.{field} {problem}")]
+pub struct LimitsError {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+impl RiskLimits {
+    /// Checks that every limit can be met by some order: fractions in range, counts and
+    /// notionals positive.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        let zero = Decimal::ZERO;
+        let one = Decimal::ONE;
+        let bad = |field, problem| Err(LimitsError { field, problem });
+        if self.max_position_pct <= zero || self.max_position_pct > one {
+            return bad("max_position_pct", "must be in (0, 1]");
+        }
+        if self.max_open_positions == 0 {
+            return bad("max_open_positions", "must be at least 1");
+        }
+        if self.max_order_notional <= zero {
+            return bad("max_order_notional", "must be positive");
+        }
+        if self.max_daily_notional <= zero {
+            return bad("max_daily_notional", "must be positive");
+        }
+        if self.daily_loss_pct <= zero || self.daily_loss_pct >= one {
+            return bad("daily_loss_pct", "must be in (0, 1)");
+        }
+        if self.max_drawdown_pct <= zero || self.max_drawdown_pct >= one {
+            return bad("max_drawdown_pct", "must be in (0, 1)");
+        }
+        if self.max_leverage <= zero {
+            return bad("max_leverage", "must be positive");
+        }
+        if self.reentry_cooldown_secs < 0 {
+            return bad("reentry_cooldown_secs", "must not be negative");
+        }
+        if self.max_price_age_bars == 0 {
+            return bad("max_price_age_bars", "must be at least 1");
+        }
+        if self.max_price_move_pct <= zero {
+            return bad("max_price_move_pct", "must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// What the order is.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderCheck {
+    pub symbol: SymbolId,
+    pub side: Side,
+    /// Shares, > 0; the direction is `side`.
+    pub qty: Qty,
+    /// Reference price: the last close or quote.
+    pub price: Price,
+    pub purpose: OrderPurpose,
+    pub now: Ts,
+}
+
+/// The account and market state around the order (the engine fills this from the ledger and
+/// the order manager).
+#[derive(Debug, Clone, Copy)]
+pub struct RiskContext {
+    pub state: TradingState,
+    pub equity: Money,
+    pub cash: Money,
+    pub start_of_day_equity: Money,
+    pub peak_equity: Money,
+    /// Signed shares held in this symbol.
+    pub position_qty: Qty,
+    pub open_positions: u32,
+    /// Sum of |position value| over all symbols.
+    pub gross_exposure: Money,
+    /// Notional traded so far today.
+    pub daily_notional: Money,
+    /// An order for this symbol is open.
+    pub pending_order: bool,
+    pub last_exit: Option<Ts>,
+    pub last_price_ts: Option<Ts>,
+    pub bar_interval_secs: i64,
+    /// The close before the reference price.
+    pub prev_close: Option<Price>,
+}
+
+/// The pre-trade risk gate. Pure: the same order and context always get the same verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiskGate {
+    limits: RiskLimits,
+}
+
+/// Values every check needs, computed once per order.
+struct Prepared {
+    /// qty × price, saturating at `Decimal::MAX`.
+    notional: Money,
+    /// The position after the order fills, signed.
+    position_after: Qty,
+}
+
+const NANOS: i128 = Ts::NANOS_PER_SEC as i128;
+
+/// `a × b`, saturating instead of overflowing: inputs come from data, and a panic in the
+/// gate would take the engine down.
+fn sat_mul(a: Decimal, b: Decimal) -> Decimal {
+    a.checked_mul(b)
+        .unwrap_or(if a.is_sign_negative() != b.is_sign_negative() {
+            Decimal::MIN
+        } else {
+            Decimal::MAX
+        })
+}
+
+fn sat_add(a: Decimal, b: Decimal) -> Decimal {
+    a.checked_add(b).unwrap_or(if a.is_sign_negative() {
+        Decimal::MIN
+    } else {
+        Decimal::MAX
+    })
+}
+
+fn ratio_f64(num: Decimal, den: Decimal) -> f64 {
+    num.checked_div(den)
+        .and_then(|r| r.to_f64())
+        .unwrap_or(f64::MAX)
+}
+
+fn frac_f64(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::MAX)
+}
+
+impl RiskGate {
+    /// The order in which entries are checked; the first failure is the verdict.
+    pub const ENTRY_ORDER: [RiskCheck; 14] = RiskCheck::ALL;
+    /// The order in which exits are checked. Exits skip the exposure, loss and price checks:
+    /// they can only reduce risk.
+    pub const EXIT_ORDER: [RiskCheck; 3] = [
+        RiskCheck::InvalidInput,
+        RiskCheck::TradingState,
+        RiskCheck::PendingOrder,
+    ];
+
+    pub fn new(limits: RiskLimits) -> Self {
+        RiskGate { limits }
+    }
+
+    pub fn limits(&self) -> &RiskLimits {
+        &self.limits
+    }
+
+    /// Runs the checks for one order.
+    ///
+    /// With `record = Some(checks)` every applicable check runs and its outcome is appended to
+    /// `checks` (the caller clears it), except that a failed `InvalidInput` ends the run: the
+    /// other checks are meaningless on bad numbers. With `None` the run stops at the first
+    /// failure. Either way the verdict is the first failure in [`Self::ENTRY_ORDER`] (entries)
+    /// or [`Self::EXIT_ORDER`] (exits), else `Approved`. With `limits.enabled == false` the
+    /// verdict is always `Approved` and nothing is recorded.
+    ///
+    /// Exits are validated on qty, price, side and size only (not equity), so that an account
+    /// with broken equity can still close positions.
+    pub fn check(
+        &self,
+        order: &OrderCheck,
+        ctx: &RiskContext,
+        mut record: Option<&mut Checks>,
+    ) -> Verdict {
+        if !self.limits.enabled {
+            return Verdict::Approved;
+        }
+        let entry = order.purpose.is_entry();
+        let prep = match self.validate(order, ctx, entry) {
+            Ok(p) => p,
+            Err(field) => {
+                let reason = RefuseReason::InvalidInput { field };
+                if let Some(r) = record {
+                    r.push(RiskCheck::InvalidInput, CheckOutcome::Fail { reason });
+                }
+                return Verdict::Refused {
+                    check: RiskCheck::InvalidInput,
+                    reason,
+                };
+            }
+        };
+        if let Some(r) = record.as_deref_mut() {
+            r.push(RiskCheck::InvalidInput, CheckOutcome::Pass);
+        }
+        let list: &[RiskCheck] = if entry {
+            &Self::ENTRY_ORDER
+        } else {
+            &Self::EXIT_ORDER
+        };
+        let mut verdict = Verdict::Approved;
+        // Index 0 is InvalidInput in both lists, done above.
+        for &check in list.iter().skip(1) {
+            let failed = if entry {
+                self.entry_check(check, order, ctx, &prep)
+            } else {
+                Self::exit_check(check, order, ctx)
+            };
+            match (failed, record.as_deref_mut()) {
+                (None, Some(r)) => r.push(check, CheckOutcome::Pass),
+                (None, None) => {}
+                (Some(reason), Some(r)) => {
+                    r.push(check, CheckOutcome::Fail { reason });
+                    if verdict.is_approved() {
+                        verdict = Verdict::Refused { check, reason };
+                    }
+                }
+                (Some(reason), None) => return Verdict::Refused { check, reason },
+            }
+        }
+        verdict
+    }
+
+    /// Names the first input the checks cannot work with.
+    fn validate(
+        &self,
+        o: &OrderCheck,
+        c: &RiskContext,
+        entry: bool,
+    ) -> Result<Prepared, &'static str> {
+        let zero = Decimal::ZERO;
+        if o.qty <= 0 {
+            return Err("qty");
+        }
+        if o.price <= zero {
+            return Err("price");
+        }
+        let position_after = c
+            .position_qty
+            .checked_add(o.side.sign().saturating_mul(o.qty))
+            .ok_or("qty")?;
+        if !entry {
+            // An exit must reduce the position without reversing through zero.
+            if c.position_qty == 0 || o.qty > c.position_qty.saturating_abs() {
+                return Err("qty");
+            }
+            if o.side.sign() == c.position_qty.signum() {
+                return Err("side");
+            }
+        } else {
+            if c.equity <= zero {
+                return Err("equity");
+            }
+            if c.start_of_day_equity <= zero {
+                return Err("start_of_day_equity");
+            }
+            if c.peak_equity <= zero {
+                return Err("peak_equity");
+            }
+            if c.gross_exposure < zero {
+                return Err("gross_exposure");
+            }
+            if c.daily_notional < zero {
+                return Err("daily_notional");
+            }
+            if c.bar_interval_secs <= 0 {
+                return Err("bar_interval_secs");
+            }
+            if matches!(c.prev_close, Some(p) if p <= zero) {
+                return Err("prev_close");
+            }
+        }
+        Ok(Prepared {
+            notional: sat_mul(Decimal::from(o.qty), o.price),
+            position_after,
+        })
+    }
+
+    fn exit_check(check: RiskCheck, o: &OrderCheck, c: &RiskContext) -> Option<RefuseReason> {
+        match check {
+            RiskCheck::TradingState => {
+                let allowed = match c.state {
+                    TradingState::Active | TradingState::ReduceOnly => true,
+                    // Halted still lets protection and the operator's flatten out.
+                    TradingState::Halted => o.purpose != OrderPurpose::SignalExit,
+                };
+                (!allowed).then_some(RefuseReason::State { state: c.state })
+            }
+            RiskCheck::PendingOrder => c.pending_order.then_some(RefuseReason::OrderPending),
+            _ => None,
+        }
+    }
+
+    fn entry_check(
+        &self,
+        check: RiskCheck,
+        o: &OrderCheck,
+        c: &RiskContext,
+        p: &Prepared,
+    ) -> Option<RefuseReason> {
+        let l = &self.limits;
+        let over = |value: Money, limit: Money| {
+            (value > limit).then_some(RefuseReason::OverLimit { value, limit })
+        };
+        match check {
+            // Connection is the engine's check, made before the gate is asked.
+            RiskCheck::InvalidInput | RiskCheck::Connection => None,
+            RiskCheck::TradingState => {
+                (c.state != TradingState::Active).then_some(RefuseReason::State { state: c.state })
+            }
+            RiskCheck::PositionSize => {
+                let shares = Decimal::from(p.position_after.saturating_abs());
+                over(
+                    sat_mul(shares, o.price),
+                    sat_mul(l.max_position_pct, c.equity),
+                )
+            }
+            RiskCheck::OpenPositions => (c.position_qty == 0
+                && c.open_positions >= l.max_open_positions)
+                .then_some(RefuseReason::CountOverLimit {
+                    value: c.open_positions.saturating_add(1),
+                    limit: l.max_open_positions,
+                }),
+            RiskCheck::OrderNotional => over(p.notional, l.max_order_notional),
+            RiskCheck::DailyNotional => {
+                over(sat_add(c.daily_notional, p.notional), l.max_daily_notional)
+            }
+            RiskCheck::DailyLoss => {
+                let loss = c.start_of_day_equity - c.equity;
+                let limit = sat_mul(l.daily_loss_pct, c.start_of_day_equity);
+                // At the limit counts as over: the state switch may not have happened yet.
+                (loss >= limit).then_some(RefuseReason::OverLimit { value: loss, limit })
+            }
+            RiskCheck::Drawdown => self
+                .drawdown_breach(c.equity, c.peak_equity)
+                .map(|(value, limit)| RefuseReason::RatioOverLimit { value, limit }),
+            RiskCheck::Leverage => {
+                let gross = sat_add(c.gross_exposure, p.notional);
+                over(gross, sat_mul(l.max_leverage, c.equity)).or_else(|| {
+                    // Without leverage a buy must be paid for in cash; with it, margin may.
+                    if o.side == Side::Buy && l.max_leverage <= Decimal::ONE {
+                        over(p.notional, c.cash)
+                    } else {
+                        None
+                    }
+                })
+            }
+            RiskCheck::ShortSelling => {
+                (o.side == Side::Sell && p.position_after < 0 && !l.allow_short)
+                    .then_some(RefuseReason::ShortingDisabled)
+            }
+            RiskCheck::PendingOrder => c.pending_order.then_some(RefuseReason::OrderPending),
+            RiskCheck::Cooldown => {
+                let exit = c.last_exit?;
+                let wait = i128::from(l.reentry_cooldown_secs) * NANOS;
+                let elapsed = i128::from(o.now.0) - i128::from(exit.0);
+                (elapsed < wait).then(|| {
+                    let left = (wait - elapsed + NANOS - 1) / NANOS;
+                    RefuseReason::CooldownSecs {
+                        remaining: i64::try_from(left).unwrap_or(i64::MAX),
+                    }
+                })
+            }
+            RiskCheck::StalePrice => {
+                let limit = l.max_price_age_bars;
+                let Some(ts) = c.last_price_ts else {
+                    return Some(RefuseReason::PriceAgeBars {
+                        age: u32::MAX,
+                        limit,
+                    });
+                };
+                let bar = i128::from(c.bar_interval_secs) * NANOS;
+                let age = i128::from(o.now.0) - i128::from(ts.0);
+                (age > i128::from(limit) * bar).then(|| {
+                    let bars = (age + bar - 1) / bar;
+                    RefuseReason::PriceAgeBars {
+                        age: u32::try_from(bars).unwrap_or(u32::MAX),
+                        limit,
+                    }
+                })
+            }
+            RiskCheck::ImplausiblePrice => {
+                let prev = c.prev_close?;
+                let moved = (o.price - prev).abs();
+                (moved > sat_mul(l.max_price_move_pct, prev)).then(|| RefuseReason::PriceMove {
+                    moved: ratio_f64(moved, prev),
+                    limit: frac_f64(l.max_price_move_pct),
+                })
+            }
+        }
+    }
+
+    /// `Some((drawdown, limit))` as fractions when (peak − equity) / peak ≥ max_drawdown_pct.
+    fn drawdown_breach(&self, equity: Money, peak: Money) -> Option<(f64, f64)> {
+        let dd = peak - equity;
+        (dd >= sat_mul(self.limits.max_drawdown_pct, peak))
+            .then(|| (ratio_f64(dd, peak), frac_f64(self.limits.max_drawdown_pct)))
+    }
+
+    /// Automatic trading-state transitions; they only escalate. A drawdown of
+    /// `max_drawdown_pct` from the peak halts; a marked-to-market daily loss of
+    /// `daily_loss_pct` of start-of-day equity switches `Active` to `ReduceOnly`. Returns the
+    /// new state and its cause when it changes. Non-positive equity, start-of-day equity or
+    /// peak, or a disabled gate, change nothing. Only an operator de-escalates.
+    pub fn evaluate(
+        &self,
+        state: TradingState,
+        equity: Money,
+        start_of_day_equity: Money,
+        peak_equity: Money,
+    ) -> Option<(TradingState, StateCause)> {
+        let zero = Decimal::ZERO;
+        if !self.limits.enabled
+            || state == TradingState::Halted
+            || equity <= zero
+            || start_of_day_equity <= zero
+            || peak_equity <= zero
+        {
+            return None;
+        }
+        if let Some((drawdown_pct, limit_pct)) = self.drawdown_breach(equity, peak_equity) {
+            return Some((
+                TradingState::Halted,
+                StateCause::Drawdown {
+                    drawdown_pct,
+                    limit_pct,
+                },
+            ));
+        }
+        let loss = start_of_day_equity - equity;
+        let limit = sat_mul(self.limits.daily_loss_pct, start_of_day_equity);
+        if state == TradingState::Active && loss >= limit {
+            return Some((
+                TradingState::ReduceOnly,
+                StateCause::DailyLoss { loss, limit },
+            ));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    const NOW: Ts = Ts::from_secs(1_700_000_000);
+
+    fn gate() -> RiskGate {
+        RiskGate::new(RiskLimits::default())
+    }
+
+    /// $100k account, flat, fresh price: a 20-share buy at $100 is exactly 2%.
+    fn ctx() -> RiskContext {
+        RiskContext {
+            state: TradingState::Active,
+            equity: dec!(100000),
+            cash: dec!(100000),
+            start_of_day_equity: dec!(100000),
+            peak_equity: dec!(100000),
+            position_qty: 0,
+            open_positions: 0,
+            gross_exposure: dec!(0),
+            daily_notional: dec!(0),
+            pending_order: false,
+            last_exit: None,
+            last_price_ts: Some(NOW),
+            bar_interval_secs: 60,
+            prev_close: Some(dec!(100)),
+        }
+    }
+
+    fn buy(qty: Qty) -> OrderCheck {
+        OrderCheck {
+            symbol: SymbolId(0),
+            side: Side::Buy,
+            qty,
+            price: dec!(100),
+            purpose: OrderPurpose::Entry,
+            now: NOW,
+        }
+    }
+
+    fn exit(side: Side, qty: Qty, purpose: OrderPurpose) -> OrderCheck {
+        OrderCheck {
+            side,
+            qty,
+            purpose,
+            ..buy(qty)
+        }
+    }
+
+    fn refused(check: RiskCheck, reason: RefuseReason) -> Verdict {
+        Verdict::Refused { check, reason }
+    }
+
+    fn over(value: Money, limit: Money) -> RefuseReason {
+        RefuseReason::OverLimit { value, limit }
+    }
+
+    #[test]
+    fn clean_entry_passes_every_check_in_order() {
+        let mut checks = Checks::default();
+        assert_eq!(
+            gate().check(&buy(20), &ctx(), Some(&mut checks)),
+            Verdict::Approved
+        );
+        let got: Vec<_> = checks.iter().copied().collect();
+        let want: Vec<_> = RiskCheck::ALL
+            .iter()
+            .map(|c| (*c, CheckOutcome::Pass))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn position_size_boundary() {
+        let g = gate();
+        assert_eq!(g.check(&buy(20), &ctx(), None), Verdict::Approved);
+        assert_eq!(
+            g.check(&buy(21), &ctx(), None),
+            refused(RiskCheck::PositionSize, over(dec!(2100), dec!(2000)))
+        );
+        // Adding counts the shares already held.
+        let c = RiskContext {
+            position_qty: 15,
+            open_positions: 1,
+            ..ctx()
+        };
+        assert_eq!(g.check(&buy(5), &c, None), Verdict::Approved);
+        assert_eq!(
+            g.check(&buy(6), &c, None),
+            refused(RiskCheck::PositionSize, over(dec!(2100), dec!(2000)))
+        );
+    }
+
+    #[test]
+    fn open_positions_boundary() {
+        let g = gate();
+        let c19 = RiskContext {
+            open_positions: 19,
+            ..ctx()
+        };
+        assert_eq!(g.check(&buy(10), &c19, None), Verdict::Approved);
+        let c20 = RiskContext {
+            open_positions: 20,
+            ..ctx()
+        };
+        assert_eq!(
+            g.check(&buy(10), &c20, None),
+            refused(
+                RiskCheck::OpenPositions,
+                RefuseReason::CountOverLimit {
+                    value: 21,
+                    limit: 20
+                }
+            )
+        );
+        // Adding to one of the 20 opens nothing new.
+        let adding = RiskContext {
+            position_qty: 10,
+            ..c20
+        };
+        assert_eq!(g.check(&buy(10), &adding, None), Verdict::Approved);
+    }
+
+    #[test]
+    fn order_and_daily_notional_boundaries() {
+        let g = RiskGate::new(RiskLimits {
+            max_position_pct: dec!(1),
+            ..RiskLimits::default()
+        });
+        assert_eq!(g.check(&buy(100), &ctx(), None), Verdict::Approved);
+        assert_eq!(
+            g.check(&buy(101), &ctx(), None),
+            refused(RiskCheck::OrderNotional, over(dec!(10100), dec!(10000)))
+        );
+        let c = RiskContext {
+            daily_notional: dec!(90000),
+            ..ctx()
+        };
+        assert_eq!(g.check(&buy(100), &c, None), Verdict::Approved);
+        let c = RiskContext {
+            daily_notional: dec!(90000.01),
+            ..ctx()
+        };
+        assert_eq!(
+            g.check(&buy(100), &c, None),
+            refused(
+                RiskCheck::DailyNotional,
+                over(dec!(100000.01), dec!(100000))
+            )
+        );
+    }
+
+    #[test]
+    fn daily_loss_refuses_at_the_limit() {
+        let g = gate();
+        // 0.5% of 100,000 = 500.
+        let at = RiskContext {
+            equity: dec!(99500),
+            cash: dec!(99500),
+            ..ctx()
+        };
+        assert_eq!(
+            g.check(&buy(10), &at, None),
+            refused(RiskCheck::DailyLoss, over(dec!(500), dec!(500)))
+        );
+        let under = RiskContext {
+            equity: dec!(99500.01),
+            ..at
+        };
+        assert_eq!(g.check(&buy(10), &under, None), Verdict::Approved);
+    }
+
+    #[test]
+    fn drawdown_refuses_at_the_limit() {
+        let g = gate();
+        let at = RiskContext {
+            equity: dec!(90000),
+            cash: dec!(90000),
+            start_of_day_equity: dec!(90000),
+            ..ctx()
+        };
+        assert_eq!(
+            g.check(&buy(10), &at, None),
+            refused(
+                RiskCheck::Drawdown,
+                RefuseReason::RatioOverLimit {
+                    value: 0.1,
+                    limit: 0.1
+                }
+            )
+        );
+        let under = RiskContext {
+            equity: dec!(90000.01),
+            ..at
+        };
+        assert_eq!(g.check(&buy(10), &under, None), Verdict::Approved);
+    }
+
+    #[test]
+    fn leverage_and_cash_boundaries() {
+        let g = gate();
+        let c = RiskContext {
+            gross_exposure: dec!(99000),
+            ..ctx()
+        };
+        assert_eq!(g.check(&buy(10), &c, None), Verdict::Approved);
+        let c = RiskContext {
+            gross_exposure: dec!(99000.01),
+            ..ctx()
+        };
+        assert_eq!(
+            g.check(&buy(10), &c, None),
+            refused(RiskCheck::Leverage, over(dec!(100000.01), dec!(100000)))
+        );
+        let c = RiskContext {
+            cash: dec!(1000),
+            ..ctx()
+        };
+        assert_eq!(g.check(&buy(10), &c, None), Verdict::Approved);
+        let c = RiskContext {
+            cash: dec!(999.99),
+            ..ctx()
+        };
+        assert_eq!(
+            g.check(&buy(10), &c, None),
+            refused(RiskCheck::Leverage, over(dec!(1000), dec!(999.99)))
+        );
+        // With leverage allowed, margin may pay for a buy.
+        let g2 = RiskGate::new(RiskLimits {
+            max_leverage: dec!(2),
+            ..RiskLimits::default()
+        });
+        let c = RiskContext {
+            cash: dec!(0),
+            gross_exposure: dec!(150000),
+            ..ctx()
+        };
+        assert_eq!(g2.check(&buy(10), &c, None), Verdict::Approved);
+    }
+
+    #[test]
+    fn short_selling_needs_allow_short() {
+        let sell = OrderCheck {
+            side: Side::Sell,
+            ..buy(10)
+        };
+        assert_eq!(
+            gate().check(&sell, &ctx(), None),
+            refused(RiskCheck::ShortSelling, RefuseReason::ShortingDisabled)
+        );
+        let g = RiskGate::new(RiskLimits {
+            allow_short: true,
+            ..RiskLimits::default()
+        });
+        assert_eq!(g.check(&sell, &ctx(), None), Verdict::Approved);
+        // A sell entry that ends flat shorts nothing.
+        let long = RiskContext {
+            position_qty: 10,
+            open_positions: 1,
+            ..ctx()
+        };
+        assert_eq!(gate().check(&sell, &long, None), Verdict::Approved);
+    }
+
+    #[test]
+    fn pending_order_refuses_entries_and_exits() {
+        let c = RiskContext {
+            pending_order: true,
+            position_qty: 10,
+            ..ctx()
+        };
+        let pending = refused(RiskCheck::PendingOrder, RefuseReason::OrderPending);
+        assert_eq!(gate().check(&buy(5), &c, None), pending);
+        let stop = exit(Side::Sell, 10, OrderPurpose::StopLoss);
+        assert_eq!(gate().check(&stop, &c, None), pending);
+    }
+
+    #[test]
+    fn cooldown_boundary() {
+        let g = gate();
+        let c = RiskContext {
+            last_exit: Some(Ts(NOW.0 - 600 * Ts::NANOS_PER_SEC)),
+            ..ctx()
+        };
+        assert_eq!(g.check(&buy(10), &c, None), Verdict::Approved);
+        let c = RiskContext {
+            last_exit: Some(Ts(NOW.0 - 599 * Ts::NANOS_PER_SEC)),
+            ..ctx()
+        };
+        assert_eq!(
+            g.check(&buy(10), &c, None),
+            refused(
+                RiskCheck::Cooldown,
+                RefuseReason::CooldownSecs { remaining: 1 }
+            )
+        );
+        // 599.5 s elapsed: half a second left rounds up to 1.
+        let c = RiskContext {
+            last_exit: Some(Ts(NOW.0 - 599_500_000_000)),
+            ..ctx()
+        };
+        assert_eq!(
+            g.check(&buy(10), &c, None),
+            refused(
+                RiskCheck::Cooldown,
+                RefuseReason::CooldownSecs { remaining: 1 }
+            )
+        );
+        let c = RiskContext {
+            last_exit: Some(NOW.plus_secs(-10)),
+            ..ctx()
+        };
+        assert_eq!(
+            g.check(&buy(10), &c, None),
+            refused(
+                RiskCheck::Cooldown,
+                RefuseReason::CooldownSecs { remaining: 590 }
+            )
+        );
+    }
+
+    #[test]
+    fn stale_price_boundary() {
+        let g = gate();
+        // Two 60 s bars old is still fresh.
+        let c = RiskContext {
+            last_price_ts: Some(NOW.plus_secs(-120)),
+            ..ctx()
+        };
+        assert_eq!(g.check(&buy(10), &c, None), Verdict::Approved);
+        let c = RiskContext {
+            last_price_ts: Some(NOW.plus_secs(-121)),
+            ..ctx()
+        };
+        assert_eq!(
+            g.check(&buy(10), &c, None),
+            refused(
+                RiskCheck::StalePrice,
+                RefuseReason::PriceAgeBars { age: 3, limit: 2 }
+            )
+        );
+        let c = RiskContext {
+            last_price_ts: None,
+            ..ctx()
+        };
+        assert_eq!(
+            g.check(&buy(10), &c, None),
+            refused(
+                RiskCheck::StalePrice,
+                RefuseReason::PriceAgeBars {
+                    age: u32::MAX,
+                    limit: 2
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn implausible_price_boundary() {
+        let g = gate();
+        let at = |p: Price| OrderCheck {
+            price: p,
+            ..buy(10)
+        };
+        assert_eq!(g.check(&at(dec!(120)), &ctx(), None), Verdict::Approved);
+        assert_eq!(g.check(&at(dec!(80)), &ctx(), None), Verdict::Approved);
+        match g.check(&at(dec!(125)), &ctx(), None) {
+            Verdict::Refused {
+                check: RiskCheck::ImplausiblePrice,
+                reason: RefuseReason::PriceMove { moved, limit },
+            } => {
+                assert!((moved - 0.25).abs() < 1e-12, "{moved}");
+                assert!((limit - 0.20).abs() < 1e-12, "{limit}");
+            }
+            v => panic!("{v:?}"),
+        }
+        assert!(!g.check(&at(dec!(120.01)), &ctx(), None).is_approved());
+        assert!(!g.check(&at(dec!(79.99)), &ctx(), None).is_approved());
+        let no_ref = RiskContext {
+            prev_close: None,
+            ..ctx()
+        };
+        let one = OrderCheck {
+            qty: 1,
+            ..at(dec!(500))
+        };
+        assert_eq!(g.check(&one, &no_ref, None), Verdict::Approved);
+    }
+
+    #[test]
+    fn entries_need_active() {
+        for state in [TradingState::ReduceOnly, TradingState::Halted] {
+            let c = RiskContext { state, ..ctx() };
+            assert_eq!(
+                gate().check(&buy(10), &c, None),
+                refused(RiskCheck::TradingState, RefuseReason::State { state })
+            );
+        }
+    }
+
+    #[test]
+    fn exits_in_reduce_only_and_halted() {
+        let g = gate();
+        let long = RiskContext {
+            position_qty: 50,
+            open_positions: 1,
+            ..ctx()
+        };
+        let all = [
+            OrderPurpose::SignalExit,
+            OrderPurpose::StopLoss,
+            OrderPurpose::TrailingStop,
+            OrderPurpose::TakeProfit,
+            OrderPurpose::Flatten,
+        ];
+        let reduce = RiskContext {
+            state: TradingState::ReduceOnly,
+            ..long
+        };
+        for p in all {
+            assert_eq!(
+                g.check(&exit(Side::Sell, 50, p), &reduce, None),
+                Verdict::Approved,
+                "{p:?}"
+            );
+        }
+        let halted = RiskContext {
+            state: TradingState::Halted,
+            ..long
+        };
+        assert_eq!(
+            g.check(
+                &exit(Side::Sell, 50, OrderPurpose::SignalExit),
+                &halted,
+                None
+            ),
+            refused(
+                RiskCheck::TradingState,
+                RefuseReason::State {
+                    state: TradingState::Halted
+                }
+            )
+        );
+        for p in &all[1..] {
+            assert_eq!(
+                g.check(&exit(Side::Sell, 50, *p), &halted, None),
+                Verdict::Approved
+            );
+        }
+        // A short is covered by a buy.
+        let short = RiskContext {
+            position_qty: -30,
+            ..halted
+        };
+        let cover = exit(Side::Buy, 30, OrderPurpose::StopLoss);
+        assert_eq!(g.check(&cover, &short, None), Verdict::Approved);
+    }
+
+    #[test]
+    fn exits_skip_entry_checks() {
+        // Over every entry limit at once, yet a partial exit goes through.
+        let c = RiskContext {
+            position_qty: 1000,
+            open_positions: 40,
+            equity: dec!(1),
+            cash: dec!(-5000),
+            start_of_day_equity: dec!(0),
+            peak_equity: dec!(0),
+            daily_notional: dec!(1e9),
+            last_exit: Some(NOW),
+            last_price_ts: None,
+            prev_close: Some(dec!(1)),
+            ..ctx()
+        };
+        let mut checks = Checks::default();
+        let o = exit(Side::Sell, 400, OrderPurpose::SignalExit);
+        assert_eq!(gate().check(&o, &c, Some(&mut checks)), Verdict::Approved);
+        let got: Vec<_> = checks.iter().map(|(c, _)| *c).collect();
+        assert_eq!(got, RiskGate::EXIT_ORDER.to_vec());
+    }
+
+    #[test]
+    fn exits_may_not_reverse() {
+        let g = gate();
+        let long = RiskContext {
+            position_qty: 50,
+            ..ctx()
+        };
+        let invalid = |field| {
+            refused(
+                RiskCheck::InvalidInput,
+                RefuseReason::InvalidInput { field },
+            )
+        };
+        let sell = |q| exit(Side::Sell, q, OrderPurpose::Flatten);
+        assert_eq!(g.check(&sell(51), &long, None), invalid("qty"));
+        assert_eq!(
+            g.check(&exit(Side::Buy, 10, OrderPurpose::StopLoss), &long, None),
+            invalid("side")
+        );
+        assert_eq!(g.check(&sell(1), &ctx(), None), invalid("qty"));
+    }
+
+    #[test]
+    fn invalid_inputs_refused_without_panic() {
+        let g = gate();
+        let invalid = |field| {
+            refused(
+                RiskCheck::InvalidInput,
+                RefuseReason::InvalidInput { field },
+            )
+        };
+        assert_eq!(g.check(&buy(0), &ctx(), None), invalid("qty"));
+        assert_eq!(g.check(&buy(-5), &ctx(), None), invalid("qty"));
+        assert_eq!(
+            g.check(
+                &OrderCheck {
+                    price: dec!(0),
+                    ..buy(1)
+                },
+                &ctx(),
+                None
+            ),
+            invalid("price")
+        );
+        assert_eq!(
+            g.check(
+                &OrderCheck {
+                    price: dec!(-1),
+                    ..buy(1)
+                },
+                &ctx(),
+                None
+            ),
+            invalid("price")
+        );
+        let cases: [(RiskContext, &str); 6] = [
+            (
+                RiskContext {
+                    equity: dec!(0),
+                    ..ctx()
+                },
+                "equity",
+            ),
+            (
+                RiskContext {
+                    equity: dec!(-10),
+                    ..ctx()
+                },
+                "equity",
+            ),
+            (
+                RiskContext {
+                    start_of_day_equity: dec!(0),
+                    ..ctx()
+                },
+                "start_of_day_equity",
+            ),
+            (
+                RiskContext {
+                    peak_equity: dec!(0),
+                    ..ctx()
+                },
+                "peak_equity",
+            ),
+            (
+                RiskContext {
+                    bar_interval_secs: 0,
+                    ..ctx()
+                },
+                "bar_interval_secs",
+            ),
+            (
+                RiskContext {
+                    prev_close: Some(dec!(0)),
+                    ..ctx()
+                },
+                "prev_close",
+            ),
+        ];
+        for (c, field) in cases {
+            let mut checks = Checks::default();
+            assert_eq!(g.check(&buy(1), &c, Some(&mut checks)), invalid(field));
+            // Nothing after a failed InvalidInput is meaningful, so nothing else is recorded.
+            assert_eq!(checks.iter().count(), 1);
+        }
+        // Absurd sizes saturate instead of overflowing.
+        let huge = OrderCheck {
+            qty: i64::MAX,
+            price: Decimal::MAX,
+            ..buy(1)
+        };
+        assert!(!g.check(&huge, &ctx(), None).is_approved());
+        let c = RiskContext {
+            position_qty: i64::MAX,
+            ..ctx()
+        };
+        assert_eq!(g.check(&buy(1), &c, None), invalid("qty"));
+    }
+
+    #[test]
+    fn record_runs_every_check_and_verdict_is_the_first_failure() {
+        let c = RiskContext {
+            state: TradingState::ReduceOnly,
+            pending_order: true,
+            last_price_ts: None,
+            ..ctx()
+        };
+        let mut checks = Checks::default();
+        let v = gate().check(&buy(10), &c, Some(&mut checks));
+        let reduce = RefuseReason::State {
+            state: TradingState::ReduceOnly,
+        };
+        assert_eq!(v, refused(RiskCheck::TradingState, reduce));
+        assert_eq!(gate().check(&buy(10), &c, None), v);
+        let failed: Vec<_> = checks
+            .iter()
+            .filter(|(_, o)| matches!(o, CheckOutcome::Fail { .. }))
+            .map(|(c, _)| *c)
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                RiskCheck::TradingState,
+                RiskCheck::PendingOrder,
+                RiskCheck::StalePrice
+            ]
+        );
+        assert_eq!(checks.iter().count(), 14);
+    }
+
+    #[test]
+    fn disabled_gate_approves_everything_and_records_nothing() {
+        let g = RiskGate::new(RiskLimits {
+            enabled: false,
+            ..RiskLimits::default()
+        });
+        let mut checks = Checks::default();
+        let c = RiskContext {
+            state: TradingState::Halted,
+            equity: dec!(0),
+            ..ctx()
+        };
+        assert_eq!(g.check(&buy(-1), &c, Some(&mut checks)), Verdict::Approved);
+        assert_eq!(checks.iter().count(), 0);
+    }
+
+    #[test]
+    fn evaluate_escalates() {
+        let g = gate();
+        let (a, r, h) = (
+            TradingState::Active,
+            TradingState::ReduceOnly,
+            TradingState::Halted,
+        );
+        let k = dec!(100000);
+        assert_eq!(
+            g.evaluate(a, dec!(99500), k, k),
+            Some((
+                r,
+                StateCause::DailyLoss {
+                    loss: dec!(500),
+                    limit: dec!(500)
+                }
+            ))
+        );
+        assert_eq!(g.evaluate(a, dec!(99500.01), k, k), None);
+        assert_eq!(
+            g.evaluate(a, dec!(90000), dec!(90000), k),
+            Some((
+                h,
+                StateCause::Drawdown {
+                    drawdown_pct: 0.1,
+                    limit_pct: 0.1
+                }
+            ))
+        );
+        assert_eq!(g.evaluate(a, dec!(90000.01), dec!(90000.01), k), None);
+        // Drawdown wins over a same-moment daily loss, and escalates ReduceOnly further.
+        assert!(matches!(
+            g.evaluate(a, dec!(80000), k, k),
+            Some((TradingState::Halted, _))
+        ));
+        assert!(matches!(
+            g.evaluate(r, dec!(80000), k, k),
+            Some((TradingState::Halted, _))
+        ));
+        // Already there: no change.
+        assert_eq!(g.evaluate(r, dec!(99000), k, k), None);
+        assert_eq!(g.evaluate(h, dec!(50000), k, k), None);
+        // Invalid inputs change nothing.
+        assert_eq!(g.evaluate(a, dec!(0), k, k), None);
+        assert_eq!(g.evaluate(a, k, dec!(0), k), None);
+        assert_eq!(g.evaluate(a, k, k, dec!(-1)), None);
+    }
+
+    #[test]
+    fn evaluate_never_deescalates() {
+        let g = gate();
+        let k = dec!(100000);
+        // A full recovery leaves ReduceOnly and Halted as they are.
+        for state in [TradingState::ReduceOnly, TradingState::Halted] {
+            assert_eq!(g.evaluate(state, dec!(120000), k, dec!(120000)), None);
+        }
+        let rank = |s: TradingState| match s {
+            TradingState::Active => 0,
+            TradingState::ReduceOnly => 1,
+            TradingState::Halted => 2,
+        };
+        for state in [
+            TradingState::Active,
+            TradingState::ReduceOnly,
+            TradingState::Halted,
+        ] {
+            for eq in [
+                dec!(1),
+                dec!(50000),
+                dec!(89000),
+                dec!(99400),
+                dec!(100000),
+                dec!(200000),
+            ] {
+                if let Some((to, _)) = g.evaluate(state, eq, k, k) {
+                    assert!(rank(to) > rank(state), "{state:?} -> {to:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn limits_validate_names_the_field() {
+        assert_eq!(RiskLimits::default().validate(), Ok(()));
+        let bad = RiskLimits {
+            max_position_pct: dec!(1.5),
+            ..RiskLimits::default()
+        };
+        assert_eq!(bad.validate().map_err(|e| e.field), Err("max_position_pct"));
+        let bad = RiskLimits {
+            max_open_positions: 0,
+            ..RiskLimits::default()
+        };
+        assert_eq!(
+            bad.validate().map_err(|e| e.field),
+            Err("max_open_positions")
+        );
+        let bad = RiskLimits {
+            daily_loss_pct: dec!(0),
+            ..RiskLimits::default()
+        };
+        assert_eq!(
+            bad.validate().map_err(|e| e.to_string()),
+            Err("risk.daily_loss_pct must be in (0, 1)".to_string())
+        );
     }
 }

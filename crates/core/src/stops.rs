@@ -1,8 +1,14 @@
 //! Protective exits: fixed stop-loss, trailing stop (ratchets up only) and optional take-profit.
+//!
+//! [`StopBook`] holds one armed stop per symbol, in a `Vec` indexed by [`SymbolId`], and checks
+//! each bar or price against it. Levels are exact decimals. A stop is armed on an entry fill
+//! and re-armed from the positions after a restart, so it survives the process.
 
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde::{Deserialize, Serialize};
+
+use crate::types::{Bar, OrderPurpose, Price, SymbolId};
 
 /// Stop settings (`[stops]` in config). `None` switches one off.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -18,6 +24,504 @@ pub struct StopConfig {
 
 impl Default for StopConfig {
     fn default() -> Self {
-        StopConfig { stop_loss_pct: Some(dec!(0.02)), trailing_pct: Some(dec!(0.05)), take_profit_pct: None }
+        StopConfig {
+            stop_loss_pct: Some(dec!(0.02)),
+            trailing_pct: Some(dec!(0.05)),
+            take_profit_pct: None,
+        }
+    }
+}
+
+/// Why a [`StopConfig`] was refused, naming the `[stops]` key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stops.{field} must be a fraction in (0, 1), got {value}")]
+pub struct StopConfigError {
+    pub field: &'static str,
+    pub value: Decimal,
+}
+
+impl StopConfig {
+    /// Every level that is on must be a fraction strictly between 0 and 1.
+    pub fn validate(&self) -> Result<(), StopConfigError> {
+        let fields = [
+            ("stop_loss_pct", self.stop_loss_pct),
+            ("trailing_pct", self.trailing_pct),
+            ("take_profit_pct", self.take_profit_pct),
+        ];
+        for (field, pct) in fields {
+            if let Some(value) = pct {
+                if value <= Decimal::ZERO || value >= Decimal::ONE {
+                    return Err(StopConfigError { field, value });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The stop levels of one position.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ArmedStop {
+    pub long: bool,
+    pub entry: Price,
+    /// The fixed stop: entry × (1 − stop_loss_pct) for longs, × (1 + ..) for shorts.
+    pub stop: Option<Price>,
+    /// The best price seen since entry: the high for longs, the low for shorts.
+    pub high_water: Price,
+    /// high_water × (1 − trailing_pct) for longs, × (1 + ..) for shorts; only ever tightens.
+    pub trailing: Option<Price>,
+    /// entry × (1 + take_profit_pct) for longs, × (1 − ..) for shorts.
+    pub take_profit: Option<Price>,
+}
+
+/// A stop that was crossed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StopHit {
+    /// `StopLoss`, `TrailingStop` or `TakeProfit`.
+    pub purpose: OrderPurpose,
+    /// The level that was crossed.
+    pub level: Price,
+    /// The first price at or through the level: the level itself when the bar traded through
+    /// it, the open when the bar gapped past it, the price itself for a quote.
+    pub price: Price,
+}
+
+/// Armed stops for every symbol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopBook {
+    cfg: StopConfig,
+    slots: Vec<Option<ArmedStop>>,
+}
+
+/// `price × (1 + sign × pct)`, or `None` when off or on overflow (a price that large is not a
+/// price, and a stop there would never trigger anyway).
+fn level(price: Price, pct: Option<Decimal>, up: bool) -> Option<Price> {
+    let pct = pct?;
+    let factor = if up {
+        Decimal::ONE + pct
+    } else {
+        Decimal::ONE - pct
+    };
+    price.checked_mul(factor)
+}
+
+impl ArmedStop {
+    fn new(cfg: &StopConfig, long: bool, entry: Price, high_water: Price) -> Self {
+        let high_water = if long {
+            high_water.max(entry)
+        } else {
+            high_water.min(entry)
+        };
+        ArmedStop {
+            long,
+            entry,
+            stop: level(entry, cfg.stop_loss_pct, !long),
+            high_water,
+            trailing: level(high_water, cfg.trailing_pct, !long),
+            take_profit: level(entry, cfg.take_profit_pct, long),
+        }
+    }
+
+    /// The tighter of the fixed and trailing stops (the higher for longs, the lower for
+    /// shorts); on a tie the fixed stop.
+    fn protective(&self) -> Option<(OrderPurpose, Price)> {
+        let fixed = self.stop.map(|p| (OrderPurpose::StopLoss, p));
+        let trail = self.trailing.map(|p| (OrderPurpose::TrailingStop, p));
+        match (fixed, trail) {
+            (Some(f), Some(t)) => {
+                let trail_tighter = if self.long { t.1 > f.1 } else { t.1 < f.1 };
+                Some(if trail_tighter { t } else { f })
+            }
+            (f, t) => f.or(t),
+        }
+    }
+
+    /// Checks one price range [low, high] that opened at `open`, against the levels as they
+    /// stand. A gap through a level on the open is decided first (it happened first); inside
+    /// the bar the stop is assumed to come before the take-profit, the cautious reading.
+    fn check(&self, open: Price, low: Price, high: Price) -> Option<StopHit> {
+        let (adverse, favorable) = if self.long { (low, high) } else { (high, low) };
+        // `below(a, b)`: a ≤ b for longs, a ≥ b for shorts ("at or below" in the long sense).
+        let below = |a: Price, b: Price| if self.long { a <= b } else { a >= b };
+        let hit = |purpose, level: Price, gapped: bool| StopHit {
+            purpose,
+            level,
+            price: if gapped { open } else { level },
+        };
+        if let Some(tp) = self.take_profit {
+            if below(tp, open) {
+                return Some(hit(OrderPurpose::TakeProfit, tp, true));
+            }
+        }
+        if let Some((purpose, lvl)) = self.protective() {
+            if below(adverse, lvl) {
+                return Some(hit(purpose, lvl, below(open, lvl)));
+            }
+        }
+        match self.take_profit {
+            Some(tp) if below(tp, favorable) => Some(hit(OrderPurpose::TakeProfit, tp, false)),
+            _ => None,
+        }
+    }
+
+    /// Moves the high-water mark with a new extreme and tightens the trailing level with it.
+    fn ratchet(&mut self, cfg: &StopConfig, extreme: Price) {
+        let better = if self.long {
+            extreme > self.high_water
+        } else {
+            extreme < self.high_water
+        };
+        if better {
+            self.high_water = extreme;
+            if let Some(t) = level(extreme, cfg.trailing_pct, !self.long) {
+                self.trailing = Some(t);
+            }
+        }
+    }
+}
+
+impl StopBook {
+    pub fn new(n_symbols: usize, cfg: StopConfig) -> Self {
+        StopBook {
+            cfg,
+            slots: vec![None; n_symbols],
+        }
+    }
+
+    pub fn config(&self) -> &StopConfig {
+        &self.cfg
+    }
+
+    /// Arms (or re-arms, replacing) the stop of `sym`: on an entry fill, and from the
+    /// positions after a restart with `high_water` the best mark seen (it is never taken
+    /// below the entry for longs, above it for shorts). A non-positive entry is not a price
+    /// and arms nothing.
+    pub fn arm(&mut self, sym: SymbolId, long: bool, entry: Price, high_water: Price) {
+        if entry <= Decimal::ZERO {
+            return;
+        }
+        let i = sym.index();
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, None);
+        }
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = Some(ArmedStop::new(&self.cfg, long, entry, high_water));
+        }
+    }
+
+    /// Removes the stop of `sym` (the position closed).
+    pub fn disarm(&mut self, sym: SymbolId) {
+        if let Some(slot) = self.slots.get_mut(sym.index()) {
+            *slot = None;
+        }
+    }
+
+    pub fn armed(&self, sym: SymbolId) -> Option<&ArmedStop> {
+        self.slots.get(sym.index()).and_then(Option::as_ref)
+    }
+
+    /// Checks a bar against the levels as they were before it (longs: the low against the
+    /// stops, the high against the take-profit; shorts mirrored), then ratchets the
+    /// high-water mark with the bar's extreme. A hit does not disarm: the stop keeps
+    /// reporting while the price stays through it, so an exit that failed is retried; disarm
+    /// when the position closes. Bars with non-positive prices are ignored.
+    pub fn on_bar(&mut self, bar: &Bar) -> Option<StopHit> {
+        let armed = self.slots.get_mut(bar.symbol.index())?.as_mut()?;
+        let zero = Decimal::ZERO;
+        if bar.open <= zero || bar.low <= zero || bar.high <= zero {
+            return None;
+        }
+        // Tolerate a bar whose open lies outside [low, high].
+        let low = bar.low.min(bar.open);
+        let high = bar.high.max(bar.open);
+        let hit = armed.check(bar.open, low, high);
+        armed.ratchet(&self.cfg, if armed.long { high } else { low });
+        hit
+    }
+
+    /// Checks a single price (a quote's last, a trade), then ratchets with it. Non-positive
+    /// prices are ignored.
+    pub fn on_price(&mut self, sym: SymbolId, price: Price) -> Option<StopHit> {
+        let armed = self.slots.get_mut(sym.index())?.as_mut()?;
+        if price <= Decimal::ZERO {
+            return None;
+        }
+        let hit = armed.check(price, price, price);
+        armed.ratchet(&self.cfg, price);
+        hit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Ts;
+
+    const S: SymbolId = SymbolId(1);
+
+    fn bar(open: Decimal, high: Decimal, low: Decimal, close: Decimal) -> Bar {
+        Bar {
+            symbol: S,
+            ts: Ts(0),
+            open,
+            high,
+            low,
+            close,
+            volume: 100,
+        }
+    }
+
+    fn book() -> StopBook {
+        StopBook::new(3, StopConfig::default())
+    }
+
+    fn hit(purpose: OrderPurpose, level: Decimal, price: Decimal) -> Option<StopHit> {
+        Some(StopHit {
+            purpose,
+            level,
+            price,
+        })
+    }
+
+    #[test]
+    fn arm_computes_exact_levels() {
+        let mut b = book();
+        b.arm(S, true, dec!(100), dec!(100));
+        let a = *b.armed(S).unwrap();
+        assert_eq!(a.stop, Some(dec!(98)));
+        assert_eq!(a.trailing, Some(dec!(95)));
+        assert_eq!(a.take_profit, None);
+        assert_eq!(a.high_water, dec!(100));
+    }
+
+    #[test]
+    fn fixed_stop_triggers_at_exactly_two_percent() {
+        let mut b = book();
+        b.arm(S, true, dec!(100), dec!(100));
+        assert_eq!(b.on_price(S, dec!(98.01)), None);
+        assert_eq!(
+            b.on_price(S, dec!(98)),
+            hit(OrderPurpose::StopLoss, dec!(98), dec!(98))
+        );
+        let mut b = book();
+        b.arm(S, true, dec!(100), dec!(100));
+        assert_eq!(
+            b.on_bar(&bar(dec!(99), dec!(99.5), dec!(98.01), dec!(99))),
+            None
+        );
+        assert_eq!(
+            b.on_bar(&bar(dec!(99), dec!(99.5), dec!(98), dec!(99))),
+            hit(OrderPurpose::StopLoss, dec!(98), dec!(98))
+        );
+    }
+
+    #[test]
+    fn trailing_ratchets_up_never_down() {
+        let mut b = book();
+        b.arm(S, true, dec!(100), dec!(100));
+        // The bar's own high does not judge its low: 113 is checked against 95, then 120 ratchets.
+        assert_eq!(
+            b.on_bar(&bar(dec!(101), dec!(120), dec!(113), dec!(118))),
+            None
+        );
+        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(114)));
+        assert_eq!(b.armed(S).unwrap().high_water, dec!(120));
+        // A lower high leaves it.
+        assert_eq!(
+            b.on_bar(&bar(dec!(118), dec!(119), dec!(115), dec!(116))),
+            None
+        );
+        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(114)));
+        assert_eq!(b.on_price(S, dec!(114.5)), None);
+        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(114)));
+        // Both levels crossed: the tighter (trailing 114 > fixed 98) is reported.
+        assert_eq!(
+            b.on_bar(&bar(dec!(115), dec!(115), dec!(97), dec!(97))),
+            hit(OrderPurpose::TrailingStop, dec!(114), dec!(114))
+        );
+    }
+
+    #[test]
+    fn fixed_stop_wins_when_tighter() {
+        let mut b = book();
+        b.arm(S, true, dec!(100), dec!(100));
+        // Trailing 95 is below the fixed 98; a bar to 94 crosses both.
+        assert_eq!(
+            b.on_bar(&bar(dec!(99), dec!(99), dec!(94), dec!(94))),
+            hit(OrderPurpose::StopLoss, dec!(98), dec!(98))
+        );
+    }
+
+    #[test]
+    fn gap_reports_the_open() {
+        let mut b = book();
+        b.arm(S, true, dec!(100), dec!(100));
+        assert_eq!(
+            b.on_bar(&bar(dec!(90), dec!(91), dec!(89), dec!(90.5))),
+            hit(OrderPurpose::StopLoss, dec!(98), dec!(90))
+        );
+        // The hit does not disarm: it keeps reporting until the position closes.
+        assert!(b
+            .on_bar(&bar(dec!(90), dec!(91), dec!(89), dec!(90.5)))
+            .is_some());
+        b.disarm(S);
+        assert_eq!(
+            b.on_bar(&bar(dec!(90), dec!(91), dec!(89), dec!(90.5))),
+            None
+        );
+    }
+
+    #[test]
+    fn take_profit() {
+        let cfg = StopConfig {
+            take_profit_pct: Some(dec!(0.05)),
+            ..StopConfig::default()
+        };
+        let mut b = StopBook::new(3, cfg);
+        b.arm(S, true, dec!(100), dec!(100));
+        assert_eq!(b.armed(S).unwrap().take_profit, Some(dec!(105)));
+        assert_eq!(
+            b.on_bar(&bar(dec!(101), dec!(104.99), dec!(100), dec!(104))),
+            None
+        );
+        assert_eq!(
+            b.on_bar(&bar(dec!(104), dec!(105), dec!(103), dec!(104))),
+            hit(OrderPurpose::TakeProfit, dec!(105), dec!(105))
+        );
+        // Gap over the target fills at the open.
+        b.arm(S, true, dec!(100), dec!(100));
+        assert_eq!(
+            b.on_bar(&bar(dec!(107), dec!(108), dec!(106), dec!(107))),
+            hit(OrderPurpose::TakeProfit, dec!(105), dec!(107))
+        );
+        // Both the stop and the target inside one bar: the stop, the cautious reading.
+        b.arm(S, true, dec!(100), dec!(100));
+        assert_eq!(
+            b.on_bar(&bar(dec!(100), dec!(106), dec!(97), dec!(100))),
+            hit(OrderPurpose::StopLoss, dec!(98), dec!(98))
+        );
+    }
+
+    #[test]
+    fn shorts_are_mirrored() {
+        let cfg = StopConfig {
+            take_profit_pct: Some(dec!(0.1)),
+            ..StopConfig::default()
+        };
+        let mut b = StopBook::new(3, cfg);
+        b.arm(S, false, dec!(100), dec!(100));
+        let a = *b.armed(S).unwrap();
+        assert_eq!(
+            (a.stop, a.trailing, a.take_profit),
+            (Some(dec!(102)), Some(dec!(105)), Some(dec!(90)))
+        );
+        // The low ratchets the low-water mark down: trailing 92 × 1.05 = 96.6.
+        assert_eq!(b.on_bar(&bar(dec!(99), dec!(99), dec!(92), dec!(93))), None);
+        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(96.6)));
+        assert_eq!(b.armed(S).unwrap().high_water, dec!(92));
+        // A higher low leaves it.
+        assert_eq!(b.on_bar(&bar(dec!(93), dec!(95), dec!(94), dec!(94))), None);
+        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(96.6)));
+        assert_eq!(
+            b.on_bar(&bar(dec!(95), dec!(96.6), dec!(95), dec!(96))),
+            hit(OrderPurpose::TrailingStop, dec!(96.6), dec!(96.6))
+        );
+        // Gap up through the stop fills at the open.
+        b.arm(S, false, dec!(100), dec!(100));
+        assert_eq!(
+            b.on_bar(&bar(dec!(110), dec!(111), dec!(109), dec!(110))),
+            hit(OrderPurpose::StopLoss, dec!(102), dec!(110))
+        );
+        b.arm(S, false, dec!(100), dec!(100));
+        assert_eq!(
+            b.on_price(S, dec!(89)),
+            hit(OrderPurpose::TakeProfit, dec!(90), dec!(89))
+        );
+    }
+
+    #[test]
+    fn rearm_from_a_position() {
+        let mut b = book();
+        // After a restart: long at 100, marked up to 120 since.
+        b.arm(S, true, dec!(100), dec!(120));
+        let a = *b.armed(S).unwrap();
+        assert_eq!(
+            (a.stop, a.trailing, a.high_water),
+            (Some(dec!(98)), Some(dec!(114)), dec!(120))
+        );
+        assert_eq!(
+            b.on_price(S, dec!(114)),
+            hit(OrderPurpose::TrailingStop, dec!(114), dec!(114))
+        );
+        // A mark below the entry never loosens the trailing level below entry-based.
+        b.arm(S, true, dec!(100), dec!(90));
+        assert_eq!(b.armed(S).unwrap().high_water, dec!(100));
+        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(95)));
+        // Shorts: the low-water is never above the entry.
+        b.arm(S, false, dec!(100), dec!(110));
+        assert_eq!(b.armed(S).unwrap().high_water, dec!(100));
+    }
+
+    #[test]
+    fn unarmed_unknown_and_bad_data() {
+        let mut b = book();
+        assert_eq!(b.on_bar(&bar(dec!(1), dec!(1), dec!(1), dec!(1))), None);
+        assert_eq!(b.on_price(SymbolId(999), dec!(1)), None);
+        assert_eq!(b.armed(SymbolId(999)), None);
+        b.disarm(SymbolId(999));
+        b.arm(S, true, dec!(0), dec!(0));
+        assert_eq!(b.armed(S), None);
+        // A symbol beyond the initial size can still be armed.
+        b.arm(SymbolId(10), true, dec!(50), dec!(50));
+        assert_eq!(b.armed(SymbolId(10)).unwrap().stop, Some(dec!(49)));
+        // A zero price is bad data, not a crash through the stop.
+        b.arm(S, true, dec!(100), dec!(100));
+        assert_eq!(b.on_price(S, dec!(0)), None);
+        assert_eq!(b.on_bar(&bar(dec!(99), dec!(99), dec!(0), dec!(99))), None);
+    }
+
+    #[test]
+    fn switched_off_levels() {
+        let cfg = StopConfig {
+            stop_loss_pct: None,
+            trailing_pct: None,
+            take_profit_pct: None,
+        };
+        let mut b = StopBook::new(3, cfg);
+        b.arm(S, true, dec!(100), dec!(100));
+        assert_eq!(b.on_price(S, dec!(1)), None);
+        let only_trail = StopConfig {
+            stop_loss_pct: None,
+            ..StopConfig::default()
+        };
+        let mut b = StopBook::new(3, only_trail);
+        b.arm(S, true, dec!(100), dec!(100));
+        assert_eq!(
+            b.on_price(S, dec!(95)),
+            hit(OrderPurpose::TrailingStop, dec!(95), dec!(95))
+        );
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        assert_eq!(StopConfig::default().validate(), Ok(()));
+        let c = StopConfig {
+            stop_loss_pct: Some(dec!(0)),
+            ..StopConfig::default()
+        };
+        assert_eq!(c.validate().map_err(|e| e.field), Err("stop_loss_pct"));
+        let c = StopConfig {
+            trailing_pct: Some(dec!(1)),
+            ..StopConfig::default()
+        };
+        assert_eq!(c.validate().map_err(|e| e.field), Err("trailing_pct"));
+        let c = StopConfig {
+            take_profit_pct: Some(dec!(-0.1)),
+            ..StopConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "stops.take_profit_pct must be a fraction in (0, 1), got -0.1"
+        );
     }
 }

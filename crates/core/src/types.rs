@@ -19,7 +19,9 @@ pub type Money = Decimal;
 pub type Qty = i64;
 
 /// An instant: nanoseconds since the Unix epoch, UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Ts(pub i64);
 
 impl Ts {
@@ -49,7 +51,12 @@ impl Ts {
 
 impl fmt::Display for Ts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.to_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        write!(
+            f,
+            "{}",
+            self.to_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
     }
 }
 
@@ -96,7 +103,8 @@ impl Universe {
             let n = n.as_ref().trim().to_ascii_uppercase();
             let ok = !n.is_empty()
                 && n.len() <= 12
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ' ');
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ' ');
             if !ok {
                 return Err(SymbolError::Invalid(n));
             }
@@ -404,8 +412,14 @@ mod tests {
     #[test]
     fn universe_rejects_bad_names() {
         assert_eq!(Universe::new(Vec::<String>::new()), Err(SymbolError::Empty));
-        assert!(matches!(Universe::new(["AAPL", "aapl"]), Err(SymbolError::Duplicate(_))));
-        assert!(matches!(Universe::new(["AA;PL"]), Err(SymbolError::Invalid(_))));
+        assert!(matches!(
+            Universe::new(["AAPL", "aapl"]),
+            Err(SymbolError::Duplicate(_))
+        ));
+        assert!(matches!(
+            Universe::new(["AA;PL"]),
+            Err(SymbolError::Invalid(_))
+        ));
         let u = Universe::new(["aapl", "MSFT"]).unwrap();
         assert_eq!(u.id("MSFT"), Some(SymbolId(1)));
         assert_eq!(u.name(SymbolId(0)), "AAPL");
@@ -424,7 +438,10 @@ mod tests {
             ts: Ts(0),
         };
         assert_eq!(f.cash_flow(), dec!(-1006));
-        let s = Fill { side: Side::Sell, ..f };
+        let s = Fill {
+            side: Side::Sell,
+            ..f
+        };
         assert_eq!(s.cash_flow(), dec!(1004));
     }
 }

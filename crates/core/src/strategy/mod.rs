@@ -50,7 +50,10 @@ impl Reason {
         Reason { template, args }
     }
     pub const fn text(template: &'static str) -> Self {
-        Reason { template, args: [0.0; 3] }
+        Reason {
+            template,
+            args: [0.0; 3],
+        }
     }
 }
 
@@ -87,7 +90,9 @@ impl Serialize for Reason {
 
 impl<'de> Deserialize<'de> for Reason {
     fn deserialize<D: serde::Deserializer<'de>>(_d: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("reasons are written for people, not read back"))
+        Err(serde::de::Error::custom(
+            "reasons are written for people, not read back",
+        ))
     }
 }
 
@@ -102,13 +107,25 @@ pub struct Signal {
 
 impl Signal {
     pub const fn hold(reason: Reason) -> Self {
-        Signal { direction: Direction::Hold, strength: 0.0, reason }
+        Signal {
+            direction: Direction::Hold,
+            strength: 0.0,
+            reason,
+        }
     }
     pub fn buy(strength: f64, reason: Reason) -> Self {
-        Signal { direction: Direction::Buy, strength: strength.clamp(0.0, 1.0), reason }
+        Signal {
+            direction: Direction::Buy,
+            strength: strength.clamp(0.0, 1.0),
+            reason,
+        }
     }
     pub fn sell(strength: f64, reason: Reason) -> Self {
-        Signal { direction: Direction::Sell, strength: strength.clamp(0.0, 1.0), reason }
+        Signal {
+            direction: Direction::Sell,
+            strength: strength.clamp(0.0, 1.0),
+            reason,
+        }
     }
     pub const WARMING_UP: Signal = Signal::hold(Reason::text("warming up"));
 }
@@ -200,7 +217,11 @@ pub struct BreakoutParams {
 }
 impl Default for BreakoutParams {
     fn default() -> Self {
-        BreakoutParams { period: 20, volume_factor: 1.5, volume_period: 20 }
+        BreakoutParams {
+            period: 20,
+            volume_factor: 1.5,
+            volume_period: 20,
+        }
     }
 }
 
@@ -270,8 +291,13 @@ pub struct ParamError {
 }
 
 impl StrategyConfig {
-    pub const NAMES: [&'static str; 5] =
-        ["sma_crossover", "momentum", "mean_reversion", "breakout", "combined"];
+    pub const NAMES: [&'static str; 5] = [
+        "sma_crossover",
+        "momentum",
+        "mean_reversion",
+        "breakout",
+        "combined",
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -299,13 +325,19 @@ impl StrategyConfig {
     pub fn validate(&self) -> Result<(), ParamError> {
         fn pos(param: &'static str, v: usize) -> Result<(), ParamError> {
             if v == 0 {
-                return Err(ParamError { param, problem: "must be at least 1".into() });
+                return Err(ParamError {
+                    param,
+                    problem: "must be at least 1".into(),
+                });
             }
             Ok(())
         }
         fn finite_pos(param: &'static str, v: f64) -> Result<(), ParamError> {
             if !(v.is_finite() && v > 0.0) {
-                return Err(ParamError { param, problem: format!("must be a positive number, got {v}") });
+                return Err(ParamError {
+                    param,
+                    problem: format!("must be a positive number, got {v}"),
+                });
             }
             Ok(())
         }
@@ -326,10 +358,16 @@ impl StrategyConfig {
                 pos("macd_slow", p.macd_slow)?;
                 pos("macd_signal", p.macd_signal)?;
                 if p.macd_fast >= p.macd_slow {
-                    return Err(ParamError { param: "macd_fast", problem: "must be less than macd_slow".into() });
+                    return Err(ParamError {
+                        param: "macd_fast",
+                        problem: "must be less than macd_slow".into(),
+                    });
                 }
                 if !(0.0 < p.oversold && p.oversold < p.overbought && p.overbought < 100.0) {
-                    return Err(ParamError { param: "oversold", problem: "need 0 < oversold < overbought < 100".into() });
+                    return Err(ParamError {
+                        param: "oversold",
+                        problem: "need 0 < oversold < overbought < 100".into(),
+                    });
                 }
             }
             StrategyConfig::MeanReversion(p) => {
@@ -339,7 +377,10 @@ impl StrategyConfig {
                 finite_pos("bb_k", p.bb_k)?;
                 finite_pos("z_entry", p.z_entry)?;
                 if !(0.0 < p.rsi_low && p.rsi_low < p.rsi_high && p.rsi_high < 100.0) {
-                    return Err(ParamError { param: "rsi_low", problem: "need 0 < rsi_low < rsi_high < 100".into() });
+                    return Err(ParamError {
+                        param: "rsi_low",
+                        problem: "need 0 < rsi_low < rsi_high < 100".into(),
+                    });
                 }
             }
             StrategyConfig::Breakout(p) => {
@@ -349,18 +390,27 @@ impl StrategyConfig {
             }
             StrategyConfig::Combined(p) => {
                 if p.members.is_empty() {
-                    return Err(ParamError { param: "members", problem: "needs at least one strategy".into() });
+                    return Err(ParamError {
+                        param: "members",
+                        problem: "needs at least one strategy".into(),
+                    });
                 }
                 for m in &p.members {
                     m.validate()?;
                 }
                 for w in &p.weights {
                     if !w.is_finite() || *w < 0.0 {
-                        return Err(ParamError { param: "weights", problem: format!("must be >= 0, got {w}") });
+                        return Err(ParamError {
+                            param: "weights",
+                            problem: format!("must be >= 0, got {w}"),
+                        });
                     }
                 }
                 if !(p.threshold.is_finite() && p.threshold >= 0.0 && p.threshold <= 1.0) {
-                    return Err(ParamError { param: "threshold", problem: "must be between 0 and 1".into() });
+                    return Err(ParamError {
+                        param: "threshold",
+                        problem: "must be between 0 and 1".into(),
+                    });
                 }
                 pos("min_agree", p.min_agree)?;
             }
@@ -393,9 +443,19 @@ mod tests {
 
     #[test]
     fn config_parses_from_toml_like_json() {
-        let c: StrategyConfig = serde_json::from_str(r#"{"name":"sma_crossover","fast":5,"slow":30}"#).unwrap();
-        assert_eq!(c, StrategyConfig::SmaCrossover(SmaCrossoverParams { fast: 5, slow: 30 }));
-        assert!(serde_json::from_str::<StrategyConfig>(r#"{"name":"sma_crossover","fats":5}"#).is_err());
-        assert!(StrategyConfig::SmaCrossover(SmaCrossoverParams { fast: 30, slow: 5 }).validate().is_err());
+        let c: StrategyConfig =
+            serde_json::from_str(r#"{"name":"sma_crossover","fast":5,"slow":30}"#).unwrap();
+        assert_eq!(
+            c,
+            StrategyConfig::SmaCrossover(SmaCrossoverParams { fast: 5, slow: 30 })
+        );
+        assert!(
+            serde_json::from_str::<StrategyConfig>(r#"{"name":"sma_crossover","fats":5}"#).is_err()
+        );
+        assert!(
+            StrategyConfig::SmaCrossover(SmaCrossoverParams { fast: 30, slow: 5 })
+                .validate()
+                .is_err()
+        );
     }
 }

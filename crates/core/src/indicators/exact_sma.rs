@@ -1,0 +1,163 @@
+//! An exact simple moving average over decimal prices.
+//!
+//! Prices are held as integers at a fixed scale (10^-8 dollars), so sums are exact and two SMAs
+//! can be compared without division: `sign(fast - slow) = sign(fast_sum * slow_n - slow_sum * fast_n)`.
+//! That makes crossover ties exact, as the backtest semantics require, and keeps the hot path to
+//! integer arithmetic. Prices with more than 8 decimal places are rounded to 8.
+
+use rust_decimal::Decimal;
+
+/// Fixed scale of the integer representation: 8 decimal places.
+pub const SCALE: u32 = 8;
+const POW10: [i128; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// A decimal price as an integer number of 10^-8 dollars.
+#[inline]
+pub fn to_fixed(d: Decimal) -> i128 {
+    let scale = d.scale();
+    if scale <= SCALE {
+        d.mantissa() * POW10[(SCALE - scale) as usize]
+    } else {
+        let r = d.round_dp(SCALE);
+        r.mantissa() * POW10[(SCALE - r.scale()) as usize]
+    }
+}
+
+/// An integer back to a decimal.
+pub fn from_fixed(v: i128) -> Decimal {
+    Decimal::from_i128_with_scale(v, SCALE)
+}
+
+/// Streaming SMA with exact sums.
+#[derive(Debug, Clone)]
+pub struct ExactSma {
+    period: usize,
+    buf: Vec<i128>,
+    head: usize,
+    count: usize,
+    sum: i128,
+}
+
+impl ExactSma {
+    /// `period` of 0 is treated as 1.
+    pub fn new(period: usize) -> Self {
+        let period = period.max(1);
+        ExactSma {
+            period,
+            buf: vec![0; period],
+            head: 0,
+            count: 0,
+            sum: 0,
+        }
+    }
+    pub fn period(&self) -> usize {
+        self.period
+    }
+    /// Adds a fixed-point value (see [`to_fixed`]).
+    #[inline]
+    pub fn update_fixed(&mut self, v: i128) {
+        let old = std::mem::replace(&mut self.buf[self.head], v);
+        self.sum += v - old;
+        self.head += 1;
+        if self.head == self.period {
+            self.head = 0;
+        }
+        if self.count < self.period {
+            self.count += 1;
+        }
+    }
+    #[inline]
+    pub fn update(&mut self, price: Decimal) {
+        self.update_fixed(to_fixed(price));
+    }
+    #[inline]
+    pub fn is_ready(&self) -> bool {
+        self.count == self.period
+    }
+    pub fn warmup_period(&self) -> usize {
+        self.period
+    }
+    /// The window's sum at the fixed scale, once warm.
+    #[inline]
+    pub fn sum_fixed(&self) -> Option<i128> {
+        self.is_ready().then_some(self.sum)
+    }
+    /// The average, exact to 28 significant digits, once warm.
+    pub fn value(&self) -> Option<Decimal> {
+        self.sum_fixed()
+            .map(|s| from_fixed(s) / Decimal::from(self.period as u64))
+    }
+    pub fn value_f64(&self) -> Option<f64> {
+        self.sum_fixed()
+            .map(|s| s as f64 / (POW10[SCALE as usize] as f64) / self.period as f64)
+    }
+    pub fn reset(&mut self) {
+        self.buf.iter_mut().for_each(|v| *v = 0);
+        self.head = 0;
+        self.count = 0;
+        self.sum = 0;
+    }
+}
+
+/// Sign of `a_avg - b_avg` for two exact SMAs, without division. None until both are warm.
+#[inline]
+pub fn cmp_averages(a: &ExactSma, b: &ExactSma) -> Option<std::cmp::Ordering> {
+    let (sa, sb) = (a.sum_fixed()?, b.sum_fixed()?);
+    Some((sa * b.period as i128).cmp(&(sb * a.period as i128)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn fixed_roundtrip_and_rounding() {
+        assert_eq!(to_fixed(dec!(1.5)), 150_000_000);
+        assert_eq!(to_fixed(dec!(100)), 10_000_000_000);
+        assert_eq!(to_fixed(dec!(0.123456789)), 12_345_679);
+        assert_eq!(from_fixed(150_000_000), dec!(1.5));
+    }
+
+    #[test]
+    fn sma_is_exact_and_warms_up() {
+        let mut s = ExactSma::new(3);
+        s.update(dec!(1.1));
+        s.update(dec!(2.2));
+        assert_eq!(s.value(), None);
+        s.update(dec!(3.3));
+        assert_eq!(s.value(), Some(dec!(2.2)));
+        s.update(dec!(4.4));
+        assert_eq!(s.value(), Some(dec!(3.3)));
+    }
+
+    #[test]
+    fn exact_tie_compares_equal() {
+        // (1+2)/2 == (1+2+1.5)/3 exactly; in f64 a naive mean of 0.1-style values can drift.
+        let mut a = ExactSma::new(2);
+        let mut b = ExactSma::new(3);
+        for p in [dec!(1.5), dec!(1), dec!(2)] {
+            a.update(p);
+            b.update(p);
+        }
+        assert_eq!(cmp_averages(&a, &b), Some(Ordering::Equal));
+        let mut a = ExactSma::new(3);
+        let mut b = ExactSma::new(10);
+        for _ in 0..10 {
+            a.update(dec!(0.1));
+            b.update(dec!(0.1));
+        }
+        assert_eq!(cmp_averages(&a, &b), Some(Ordering::Equal));
+    }
+}

@@ -1,0 +1,106 @@
+//! A paper-trading session: the engine wired to the in-process paper broker.
+//!
+//! This is the loop that the simulated market, the CSV replay and `backtest` all run, so they
+//! cannot disagree. The shell plugs in through [`SessionHooks`]: it commits each order intent
+//! before the order reaches the broker, and persists or publishes everything else.
+
+use std::collections::VecDeque;
+
+use crate::engine::Engine;
+use crate::events::{BrokerStatus, Command, Event, OrderUpdate};
+use crate::paper::PaperBroker;
+use crate::types::{Bar, OrderRequest, Ts};
+
+/// What the shell does around the core. Every method has a no-op default (a backtest).
+pub trait SessionHooks {
+    /// Called before an order is handed to the broker. The intent must be durable when this
+    /// returns `Ok` (the shell commits it to the store); an `Err` keeps the order from the
+    /// broker and rejects it with that reason.
+    fn before_place(&mut self, _req: &OrderRequest) -> Result<(), String> {
+        Ok(())
+    }
+    /// Called after the broker took the order.
+    fn after_place(&mut self, _req: &OrderRequest) {}
+    /// Every other command: persist a record, publish an update.
+    fn command(&mut self, _cmd: &Command) {}
+    /// Every event the engine handled, in order (the event log).
+    fn event(&mut self, _ev: &Event) {}
+}
+
+/// Hooks that do nothing: a bare backtest.
+pub struct NoHooks;
+impl SessionHooks for NoHooks {}
+
+/// The engine and the paper broker, stepped together.
+pub struct PaperSession {
+    pub engine: Engine,
+    pub broker: PaperBroker,
+    queue: VecDeque<Event>,
+    cmds: Vec<Command>,
+    broker_out: Vec<Event>,
+    last_ts: Ts,
+}
+
+impl PaperSession {
+    pub fn new(engine: Engine, broker: PaperBroker) -> Self {
+        PaperSession {
+            engine,
+            broker,
+            queue: VecDeque::with_capacity(16),
+            cmds: Vec::with_capacity(16),
+            broker_out: Vec::with_capacity(16),
+            last_ts: Ts(i64::MIN),
+        }
+    }
+
+    /// A new bar: the broker fills working orders at its open first, then the engine sees it.
+    #[inline]
+    pub fn on_bar(&mut self, bar: &Bar, hooks: &mut impl SessionHooks) {
+        self.last_ts = bar.ts;
+        self.broker.on_bar(bar, &mut self.broker_out);
+        self.queue.extend(self.broker_out.drain(..));
+        self.queue.push_back(Event::Bar(*bar));
+        self.drain(hooks);
+    }
+
+    /// Any other event (clock, operator command, connection state).
+    pub fn on_event(&mut self, ev: Event, hooks: &mut impl SessionHooks) {
+        self.queue.push_back(ev);
+        self.drain(hooks);
+    }
+
+    /// Expires DAY orders at the session close.
+    pub fn on_session_close(&mut self, ts: Ts, hooks: &mut impl SessionHooks) {
+        self.last_ts = ts;
+        self.broker.expire_day_orders(ts, &mut self.broker_out);
+        self.queue.extend(self.broker_out.drain(..));
+        self.drain(hooks);
+    }
+
+    fn drain(&mut self, hooks: &mut impl SessionHooks) {
+        while let Some(ev) = self.queue.pop_front() {
+            hooks.event(&ev);
+            self.engine.handle(&ev, &mut self.cmds);
+            for cmd in self.cmds.drain(..) {
+                match &cmd {
+                    Command::Place(req) => match hooks.before_place(req) {
+                        Ok(()) => {
+                            self.broker.place(req, &mut self.broker_out);
+                            hooks.after_place(req);
+                        }
+                        Err(reason) => self.broker_out.push(Event::OrderUpdate(OrderUpdate {
+                            order_id: req.id,
+                            status: BrokerStatus::Rejected { reason },
+                            ts: req.ts,
+                        })),
+                    },
+                    Command::Cancel(id) => {
+                        self.broker.cancel(*id, self.last_ts, &mut self.broker_out)
+                    }
+                    _ => hooks.command(&cmd),
+                }
+            }
+            self.queue.extend(self.broker_out.drain(..));
+        }
+    }
+}
