@@ -38,7 +38,8 @@ pub struct EngineConfig {
     pub bar_seconds: i64,
     /// Write a decision record for every bar and symbol.
     pub decisions: bool,
-    /// Write an equity snapshot at most this often (seconds of event time); 0 = never.
+    /// Write an equity snapshot at most this often (seconds of event time); 0 = only at the
+    /// start of each day. `run` uses 60; backtests keep their own curve.
     pub equity_every_secs: i64,
     /// Time in force of the orders the engine places.
     pub tif: Tif,
@@ -54,7 +55,7 @@ impl Default for EngineConfig {
             starting_cash: Decimal::from(100_000),
             bar_seconds: 60,
             decisions: true,
-            equity_every_secs: 60,
+            equity_every_secs: 0,
             tif: Tif::Day,
         }
     }
@@ -102,6 +103,9 @@ pub struct Engine {
     day_end: Ts,
     start_of_day_equity: Money,
     peak_equity: Money,
+    /// Equity at or below which the account limits must be evaluated (see
+    /// `RiskGate::trigger_equity`); above it nothing can change, so the hot path compares once.
+    trigger_equity: Money,
     daily_notional: Money,
     /// Timestamp of the last account-level evaluation (once per timestamp, not per symbol).
     last_eval_ts: Ts,
@@ -126,6 +130,7 @@ impl Engine {
             day_end: Ts(i64::MIN),
             start_of_day_equity: cash,
             peak_equity: cash,
+            trigger_equity: Decimal::MAX,
             daily_notional: Decimal::ZERO,
             last_eval_ts: Ts(i64::MIN),
             last_equity_record: Ts(i64::MIN),
@@ -166,6 +171,7 @@ impl Engine {
         let eq = self.ledger.equity();
         self.start_of_day_equity = eq;
         self.peak_equity = r.peak_equity.unwrap_or(eq).max(eq);
+        self.refresh_trigger();
         self.rearm_stops();
     }
 
@@ -250,7 +256,14 @@ impl Engine {
         self.day_end = calendar::ny_local_to_ts(next, 0, 0);
         self.daily_notional = Decimal::ZERO;
         self.start_of_day_equity = self.ledger.equity();
+        self.refresh_trigger();
         self.record_equity(ts, out);
+    }
+
+    fn refresh_trigger(&mut self) {
+        self.trigger_equity = self
+            .gate
+            .trigger_equity(self.start_of_day_equity, self.peak_equity);
     }
 
     fn record_equity(&mut self, ts: Ts, out: &mut Vec<Command>) {
@@ -265,22 +278,26 @@ impl Engine {
     }
 
     /// Account-level limits, once per timestamp: daily loss → ReduceOnly, drawdown → Halted.
-    fn evaluate_account(&mut self, ts: Ts, out: &mut Vec<Command>) {
-        if ts == self.last_eval_ts {
+    ///
+    /// With no open position equity only moves on fills, so bars skip the work unless
+    /// `after_fill` says a fill just changed it.
+    fn evaluate_account(&mut self, ts: Ts, after_fill: bool, out: &mut Vec<Command>) {
+        if ts == self.last_eval_ts && !after_fill {
             return;
         }
         self.last_eval_ts = ts;
         let periodic = self.cfg.equity_every_secs > 0
             && ts.0.saturating_sub(self.last_equity_record.0)
                 >= self.cfg.equity_every_secs.saturating_mul(Ts::NANOS_PER_SEC);
-        if self.ledger.open_positions() == 0 && !periodic {
+        if self.ledger.open_positions() == 0 && !periodic && !after_fill {
             return;
         }
         let equity = self.ledger.equity();
         if equity > self.peak_equity {
             self.peak_equity = equity;
+            self.refresh_trigger();
         }
-        if self.cfg.risk.enabled {
+        if self.cfg.risk.enabled && equity <= self.trigger_equity {
             if let Some((to, cause)) = self.gate.evaluate(
                 self.state,
                 equity,
@@ -332,7 +349,7 @@ impl Engine {
             st.last_price = Some(bar.close);
             st.last_price_ts = Some(bar.ts);
         }
-        self.evaluate_account(bar.ts, out);
+        self.evaluate_account(bar.ts, false, out);
 
         let decisions = self.cfg.decisions;
         if decisions {
@@ -392,7 +409,7 @@ impl Engine {
         self.ledger.mark(q.symbol, q.last);
         self.syms[i].last_price = Some(q.last);
         self.syms[i].last_price_ts = Some(q.ts);
-        self.evaluate_account(q.ts, out);
+        self.evaluate_account(q.ts, false, out);
         if let Some(hit) = self.stops.on_price(q.symbol, q.last) {
             let mut verdict = None;
             self.exit_on_stop(q.symbol, hit.purpose, q.last, q.ts, out, &mut verdict);
@@ -401,7 +418,7 @@ impl Engine {
 
     fn on_clock(&mut self, ts: Ts, out: &mut Vec<Command>) {
         self.roll_day_if_needed(ts, out);
-        self.evaluate_account(ts, out);
+        self.evaluate_account(ts, false, out);
     }
 
     fn exit_on_stop(
@@ -630,8 +647,7 @@ impl Engine {
         out.push(Command::Publish(Update::Position(
             self.ledger.position(f.symbol),
         )));
-        self.last_eval_ts = Ts(i64::MIN);
-        self.evaluate_account(f.ts, out);
+        self.evaluate_account(f.ts, true, out);
     }
 
     fn on_operator(&mut self, cmd: OperatorCommand, ts: Ts, out: &mut Vec<Command>) {

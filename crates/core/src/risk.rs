@@ -643,6 +643,16 @@ impl RiskGate {
     /// `daily_loss_pct` of start-of-day equity switches `Active` to `ReduceOnly`. Returns the
     /// new state and its cause when it changes. Non-positive equity, start-of-day equity or
     /// peak, or a disabled gate, change nothing. Only an operator de-escalates.
+    /// The highest equity at which [`Self::evaluate`] could change the state, given the
+    /// start-of-day equity and the peak: `max(sod × (1 − daily_loss_pct), peak × (1 − max_drawdown_pct))`.
+    /// The engine compares equity with this one number on every bar and asks `evaluate` only
+    /// at or below it.
+    pub fn trigger_equity(&self, start_of_day_equity: Money, peak_equity: Money) -> Money {
+        let daily = start_of_day_equity - sat_mul(self.limits.daily_loss_pct, start_of_day_equity);
+        let drawdown = peak_equity - sat_mul(self.limits.max_drawdown_pct, peak_equity);
+        daily.max(drawdown)
+    }
+
     pub fn evaluate(
         &self,
         state: TradingState,

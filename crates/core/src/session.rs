@@ -58,8 +58,19 @@ impl PaperSession {
     pub fn on_bar(&mut self, bar: &Bar, hooks: &mut impl SessionHooks) {
         self.last_ts = bar.ts;
         self.broker.on_bar(bar, &mut self.broker_out);
-        self.queue.extend(self.broker_out.drain(..));
-        self.queue.push_back(Event::Bar(*bar));
+        if self.broker_out.is_empty() {
+            // The common case: nothing filled, so the bar goes straight in without queueing.
+            let ev = Event::Bar(*bar);
+            hooks.event(&ev);
+            self.engine.handle(&ev, &mut self.cmds);
+            if self.cmds.is_empty() {
+                return;
+            }
+            self.route(hooks);
+        } else {
+            self.queue.extend(self.broker_out.drain(..));
+            self.queue.push_back(Event::Bar(*bar));
+        }
         self.drain(hooks);
     }
 
@@ -81,6 +92,13 @@ impl PaperSession {
         while let Some(ev) = self.queue.pop_front() {
             hooks.event(&ev);
             self.engine.handle(&ev, &mut self.cmds);
+            self.route(hooks);
+        }
+    }
+
+    /// Carries out the engine's commands; broker answers are queued as new events.
+    fn route(&mut self, hooks: &mut impl SessionHooks) {
+        {
             for cmd in self.cmds.drain(..) {
                 match &cmd {
                     Command::Place(req) => match hooks.before_place(req) {

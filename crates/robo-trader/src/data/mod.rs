@@ -1,0 +1,2 @@
+//! Market data files: CSV reading.
+pub mod csv;

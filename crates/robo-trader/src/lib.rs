@@ -1,0 +1,11 @@
+//! robo-trader: the I/O shell around `robo-core`. Config, CLI, the supervised runner, the
+//! simulated market, the SQLite store, logging and the process lock.
+
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod lock;
+pub mod logging;
+pub mod runner;
+pub mod sim;
+pub mod store;

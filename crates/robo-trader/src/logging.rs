@@ -1,0 +1,265 @@
+//! Logging: `tracing` to stderr always, and to a size-rotated file when `log.file` (LOG_FILE)
+//! is set. Rotation keeps `max_files` old files of `max_file_mb` MB each, so the disk used is
+//! capped at `(max_files + 1) × max_file_mb` MB.
+//!
+//! Secrets never go through here: [`print_once_to_terminal`] writes to stderr directly, so a
+//! token shown to the operator at start-up cannot end up in the log file.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use file_rotate::compression::Compression;
+use file_rotate::suffix::AppendCount;
+use file_rotate::{ContentLimit, FileRotate};
+use tracing::Subscriber;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{EnvFilter, Registry};
+
+use crate::config::LogConfig;
+
+const BYTES_PER_MB: usize = 1024 * 1024;
+
+/// Keeps the log file open; flushes it when dropped. Hold it for the life of the process.
+#[must_use = "keep the guard until exit; dropping it flushes the log file"]
+pub struct LogGuard {
+    file: Option<SharedFile>,
+}
+
+impl LogGuard {
+    /// The log file, when one is written.
+    pub fn file_path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|f| f.path.as_path())
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some(f) = &self.file {
+            let _ = f.lock().flush();
+        }
+    }
+}
+
+/// The rotating file behind a mutex, shared by the fmt layer and the guard.
+#[derive(Clone)]
+struct SharedFile {
+    inner: Arc<Mutex<FileRotate<AppendCount>>>,
+    path: PathBuf,
+}
+
+impl SharedFile {
+    /// A panic while another thread held the lock must not silence logging for good.
+    fn lock(&self) -> MutexGuard<'_, FileRotate<AppendCount>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One event's hold on the file.
+struct FileWriter<'a>(MutexGuard<'a, FileRotate<AppendCount>>);
+
+impl Write for FileWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for SharedFile {
+    type Writer = FileWriter<'a>;
+    fn make_writer(&'a self) -> Self::Writer {
+        FileWriter(self.lock())
+    }
+}
+
+/// The filter directives in force: `RUST_LOG` when it is set and not empty, else `log.level`.
+pub fn filter_directives(level: &str, rust_log: Option<&str>) -> (String, &'static str) {
+    match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(env) => (env.to_string(), "RUST_LOG"),
+        None => (level.trim().to_string(), "log.level"),
+    }
+}
+
+/// Builds the subscriber without installing it (tests install it with
+/// `tracing::subscriber::with_default`). `rust_log` is the value of `RUST_LOG`, if any.
+pub fn build(
+    cfg: &LogConfig,
+    rust_log: Option<&str>,
+) -> anyhow::Result<(impl Subscriber + Send + Sync, LogGuard)> {
+    let (directives, from) = filter_directives(&cfg.level, rust_log);
+    let filter = EnvFilter::try_new(&directives)
+        .with_context(|| format!("{from}: {directives:?} is not a log level or filter"))?;
+    let file = match &cfg.file {
+        Some(path) => Some(open_rotating(path, cfg.max_file_mb, cfg.max_files)?),
+        None => None,
+    };
+    let stderr_layer = tracing_subscriber::fmt::layer().with_writer(io::stderr);
+    let file_layer = file.clone().map(|f| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(f)
+    });
+    let subscriber = Registry::default()
+        .with(filter)
+        .with(stderr_layer)
+        .with(file_layer);
+    Ok((subscriber, LogGuard { file }))
+}
+
+/// Installs the process-wide subscriber. Call once, early in `main`; keep the guard.
+pub fn init(cfg: &LogConfig) -> anyhow::Result<LogGuard> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (subscriber, guard) = build(cfg, rust_log.as_deref())?;
+    tracing::subscriber::set_global_default(subscriber)
+        .context("a logger is already installed in this process")?;
+    Ok(guard)
+}
+
+/// Writes one line to the terminal (stderr) only, never to the log file: for the API token and
+/// anything else the operator must see once but the log must not keep. Write errors are
+/// ignored (a closed stderr must not take the process down).
+pub fn print_once_to_terminal(msg: &str) {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{msg}");
+    let _ = err.flush();
+}
+
+fn open_rotating(path: &Path, max_file_mb: u32, max_files: u32) -> anyhow::Result<SharedFile> {
+    if path.as_os_str().is_empty() {
+        anyhow::bail!("log.file: expected a file path, got \"\"");
+    }
+    if path.is_dir() {
+        anyhow::bail!(
+            "log.file: {} is a directory, expected a file path",
+            path.display()
+        );
+    }
+    // file-rotate panics on a path without a parent or a directory it cannot create, so both
+    // are settled here first, with errors that say which file.
+    let path = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => path.to_path_buf(),
+        _ => Path::new(".").join(path),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("log.file: cannot create directory {}", dir.display()))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("log.file: cannot open {} for writing", path.display()))?;
+    let limit = (max_file_mb.max(1) as usize).saturating_mul(BYTES_PER_MB);
+    let rotate = FileRotate::new(
+        &path,
+        AppendCount::new(max_files.max(1) as usize),
+        ContentLimit::Bytes(limit),
+        Compression::None,
+        None,
+    );
+    Ok(SharedFile {
+        inner: Arc::new(Mutex::new(rotate)),
+        path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_log_wins_when_set() {
+        assert_eq!(
+            filter_directives("info", None),
+            ("info".to_string(), "log.level")
+        );
+        assert_eq!(
+            filter_directives("info", Some("  ")),
+            ("info".to_string(), "log.level")
+        );
+        assert_eq!(
+            filter_directives("info", Some("robo_trader=debug")),
+            ("robo_trader=debug".to_string(), "RUST_LOG")
+        );
+    }
+
+    #[test]
+    fn file_gets_events_at_level_and_terminal_print_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs").join("robo.log");
+        let cfg = LogConfig {
+            file: Some(path.clone()),
+            level: "info".into(),
+            max_file_mb: 1,
+            max_files: 2,
+        };
+        let (sub, guard) = build(&cfg, None).unwrap();
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!("hello file");
+            tracing::debug!("too verbose");
+            print_once_to_terminal("token: s3cret");
+        });
+        drop(guard);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("hello file"), "{text}");
+        assert!(!text.contains("too verbose"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            !text.contains('\u{1b}'),
+            "no colour codes in the file: {text}"
+        );
+    }
+
+    #[test]
+    fn rotation_caps_the_number_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("robo.log");
+        let shared = open_rotating(&path, 1, 2).unwrap();
+        let line = vec![b'x'; 1023];
+        // 4.5 MB through a 1 MB limit: the current file plus at most 2 rotated ones remain.
+        for _ in 0..(4 * 1024 + 512) {
+            let mut w = shared.make_writer();
+            w.write_all(&line).unwrap();
+            w.write_all(b"\n").unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["robo.log", "robo.log.1", "robo.log.2"]);
+        for n in &names {
+            let len = std::fs::metadata(dir.path().join(n)).unwrap().len();
+            assert!(len <= BYTES_PER_MB as u64, "{n} is {len} bytes");
+        }
+    }
+
+    #[test]
+    fn bad_level_and_directory_path_are_errors() {
+        let cfg = LogConfig {
+            level: "info,=[".into(),
+            ..LogConfig::default()
+        };
+        let err = build(&cfg, None).err().unwrap().to_string();
+        assert!(err.starts_with("log.level"), "{err}");
+        let err = build(&LogConfig::default(), Some("=["))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.starts_with("RUST_LOG"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            file: Some(dir.path().to_path_buf()),
+            ..LogConfig::default()
+        };
+        let err = build(&cfg, None).err().unwrap().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+    }
+}

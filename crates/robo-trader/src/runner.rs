@@ -1,0 +1,469 @@
+//! The `run` loop: the engine and the paper broker on the simulated market, paced by a clock
+//! that follows the NYSE calendar, persisted through the store.
+//!
+//! The loop runs on one dedicated thread that owns the engine. It sleeps on its control channel
+//! (`recv_timeout`), so a shutdown or a kill-switch change wakes it at once, and off hours it
+//! sleeps until the calendar's next open instead of polling.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use robo_core::calendar::{self, Calendar};
+use robo_core::engine::{Engine, EngineConfig, RestoreState};
+use robo_core::events::{Command, Event, OperatorCommand, Record};
+use robo_core::orders::OrderState;
+use robo_core::paper::PaperBroker;
+use robo_core::session::{PaperSession, SessionHooks};
+use robo_core::types::{Bar, OrderRequest, TradingState, Ts, Universe};
+use tracing::{info, warn};
+
+use crate::config::{ClockKind, Config, SimSpeed};
+use crate::sim::market::SimMarket;
+use crate::store::{failpoint, PersistedState, Store, StoreWriter, WriteOp};
+
+/// Messages to the trading thread.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Stop new orders, drain, flush, exit.
+    Shutdown {
+        reason: String,
+    },
+    /// The persisted trading state changed (kill-switch CLI or dashboard).
+    SetState(TradingState),
+    Operator(OperatorCommand),
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub exit_reason: String,
+}
+
+/// Maps sim time to wall time. `None` speed = as fast as possible.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacer {
+    speed: Option<f64>,
+    wall0: Instant,
+    sim0: Ts,
+}
+
+impl Pacer {
+    pub fn new(speed: SimSpeed, sim0: Ts) -> Self {
+        let speed = match speed {
+            SimSpeed::Max => None,
+            SimSpeed::Factor(f) => Some(f.max(1e-6)),
+        };
+        Pacer {
+            speed,
+            wall0: Instant::now(),
+            sim0,
+        }
+    }
+    /// The wall instant at which sim time `t` is reached.
+    pub fn deadline(&self, t: Ts) -> Option<Instant> {
+        let speed = self.speed?;
+        let sim_secs = (t.0.saturating_sub(self.sim0.0)) as f64 / 1e9;
+        let wall = (sim_secs / speed).clamp(0.0, 1e9);
+        Some(self.wall0 + Duration::from_secs_f64(wall))
+    }
+}
+
+/// Why a wait ended early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interrupt {
+    /// Shut down, for this reason.
+    Stop(String),
+    /// Controls arrived that the engine must apply now (the kill switch within a second).
+    Apply,
+}
+
+/// Something that can wait until a sim instant, handling controls meanwhile. The production
+/// waiter sleeps on the control channel; tests use a counting fake.
+pub trait Waiter {
+    /// Sim time starts at `t` now (the pacing origin).
+    fn anchor(&mut self, _t: Ts) {}
+    /// Returns when sim time `t` is reached, after applying any controls via `on_control`.
+    fn wait_until(
+        &mut self,
+        t: Ts,
+        on_control: &mut dyn FnMut(Control) -> Option<Interrupt>,
+    ) -> Result<(), Interrupt>;
+}
+
+/// Sleeps on the control channel until the paced deadline.
+pub struct ChannelWaiter {
+    pub pacer: Pacer,
+    pub rx: Receiver<Control>,
+    /// Longest single sleep; a long wait is split so the log shows the loop is alive.
+    pub max_sleep: Duration,
+}
+
+impl Waiter for ChannelWaiter {
+    fn anchor(&mut self, t: Ts) {
+        self.pacer.sim0 = t;
+        self.pacer.wall0 = Instant::now();
+    }
+
+    fn wait_until(
+        &mut self,
+        t: Ts,
+        on_control: &mut dyn FnMut(Control) -> Option<Interrupt>,
+    ) -> Result<(), Interrupt> {
+        loop {
+            let Some(deadline) = self.pacer.deadline(t) else {
+                // Max speed: never sleep, but still take controls.
+                while let Ok(c) = self.rx.try_recv() {
+                    if let Some(i) = on_control(c) {
+                        return Err(i);
+                    }
+                }
+                return Ok(());
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                while let Ok(c) = self.rx.try_recv() {
+                    if let Some(i) = on_control(c) {
+                        return Err(i);
+                    }
+                }
+                return Ok(());
+            }
+            match self.rx.recv_timeout((deadline - now).min(self.max_sleep)) {
+                Ok(c) => {
+                    if let Some(i) = on_control(c) {
+                        return Err(i);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Interrupt::Stop("control channel closed".into()))
+                }
+            }
+        }
+    }
+}
+
+/// One step of the market clock: trade a session, or sleep until the next open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Session { open: Ts, close: Ts },
+    Closed { until: Ts },
+}
+
+/// What the clock does next from sim time `t`.
+pub fn next_step(cal: &Calendar, t: Ts) -> Step {
+    let day = calendar::ny_date(t);
+    if let Some((open, close)) = cal.regular_hours(day) {
+        if t < close && t >= open {
+            return Step::Session { open, close };
+        }
+        if t < open {
+            return Step::Closed { until: open };
+        }
+    }
+    Step::Closed {
+        until: cal.next_open(t),
+    }
+}
+
+/// The default sim start: the most recent regular open at or before `now`.
+pub fn default_sim_start(cal: &Calendar, now: Ts) -> Ts {
+    let mut d = calendar::ny_date(now);
+    for _ in 0..20 {
+        if let Some((open, _)) = cal.regular_hours(d) {
+            if open <= now {
+                return open;
+            }
+        }
+        d = cal.prev_trading_day(d);
+    }
+    cal.next_open(now)
+}
+
+/// The shell side of the session: commit intents, log orders and fills, queue records.
+struct ShellHooks<'a> {
+    writer: &'a StoreWriter,
+    universe: &'a Universe,
+    fills: u64,
+    orders: u64,
+}
+
+impl SessionHooks for ShellHooks<'_> {
+    fn before_place(&mut self, req: &OrderRequest) -> Result<(), String> {
+        self.writer
+            .commit_intent(req, self.universe.name(req.symbol))
+            .map_err(|e| format!("order intent not persisted: {e}"))?;
+        failpoint("after_intent_commit_hook");
+        Ok(())
+    }
+
+    fn after_place(&mut self, req: &OrderRequest) {
+        self.orders += 1;
+        info!(
+            order_id = %req.id, symbol = self.universe.name(req.symbol), side = %req.side,
+            qty = req.qty, kind = req.kind.as_str(), purpose = req.purpose.as_str(), "order placed"
+        );
+        failpoint("after_send");
+    }
+
+    fn command(&mut self, cmd: &Command) {
+        if let Command::Persist(rec) = cmd {
+            let symbol = match rec {
+                Record::Decision(d) => self.universe.name(d.symbol).to_string(),
+                Record::Risk(r) => self.universe.name(r.symbol).to_string(),
+                Record::Fill(f) => {
+                    self.fills += 1;
+                    info!(
+                        exec_id = %f.exec_id, order_id = %f.order_id,
+                        symbol = self.universe.name(f.symbol), side = %f.side, qty = f.qty,
+                        price = %f.price, commission = %f.commission, "fill"
+                    );
+                    failpoint("after_fill");
+                    self.universe.name(f.symbol).to_string()
+                }
+                _ => String::new(),
+            };
+            self.writer.send(WriteOp::Record {
+                rec: rec.clone(),
+                symbol,
+            });
+        }
+    }
+}
+
+/// Everything the trading thread needs.
+pub struct TraderParts {
+    pub cfg: Config,
+    pub store: Store,
+    pub writer: StoreWriter,
+}
+
+/// Builds the engine from config and the persisted state.
+pub fn build_engine(cfg: &Config, universe: &Universe, persisted: &PersistedState) -> Engine {
+    let ecfg = EngineConfig {
+        strategy: cfg.strategy.clone(),
+        risk: cfg.risk.clone(),
+        sizing: cfg.sizing,
+        stops: cfg.stops,
+        starting_cash: persisted.starting_cash.unwrap_or(cfg.starting_cash),
+        bar_seconds: i64::from(cfg.bar_seconds),
+        decisions: cfg.decisions,
+        equity_every_secs: 60,
+        tif: robo_core::types::Tif::Day,
+    };
+    let mut engine = Engine::new(ecfg, universe.len());
+    let marks = persisted
+        .marks
+        .iter()
+        .filter_map(|(name, price, ts)| universe.id(name).map(|id| (id, *price, *ts)))
+        .collect();
+    let fills = persisted
+        .fills
+        .iter()
+        .filter_map(|f| f.to_fill(universe))
+        .collect();
+    engine.restore(RestoreState {
+        fills,
+        open_orders: Vec::new(),
+        seen_execs: Vec::new(),
+        next_order_seq: persisted.next_order_seq,
+        trading_state: persisted.trading_state,
+        marks,
+        peak_equity: persisted.peak_equity,
+    });
+    engine
+}
+
+/// The trading thread: restore, warm up, then trade sessions until told to stop.
+pub fn trade(parts: TraderParts, waiter: &mut dyn Waiter) -> anyhow::Result<RunOutcome> {
+    let TraderParts { cfg, store, writer } = parts;
+    let universe = Universe::new(&cfg.symbols).context("symbols")?;
+    let cal = Calendar::nyse();
+    let persisted = store.load_state().context("loading the database")?;
+
+    // Orders still open belonged to the previous process's in-process paper broker, which did
+    // not survive it: settle them as cancelled so none is lost silently or sent twice.
+    for o in &persisted.open_orders {
+        warn!(order_id = %o.id, "settling an order left open by the previous run: cancelled");
+        writer.send(WriteOp::Record {
+            rec: Record::OrderStatus {
+                order_id: o.id,
+                state: OrderState::Cancelled,
+                filled_qty: o.filled,
+                reason: Some("open at restart; the in-process paper broker did not survive".into()),
+                ts: o.updated,
+            },
+            symbol: o.symbol.clone(),
+        });
+    }
+
+    let engine = build_engine(&cfg, &universe, &persisted);
+    let broker = PaperBroker::new(cfg.paper, universe.len());
+    let mut session = PaperSession::new(engine, broker);
+    let mut market = SimMarket::new(cfg.sim.seed, universe.names());
+
+    let now = Ts::from_utc(chrono::Utc::now());
+    let start = match (cfg.clock(), &persisted.sim_clock, &cfg.sim.start) {
+        (ClockKind::Real, _, _) => now,
+        (_, _, Some(s)) => parse_start(s)?,
+        (_, Some(t), None) => *t,
+        (_, None, None) => default_sim_start(&cal, now),
+    };
+    for (name, price, _) in &persisted.marks {
+        if let Some(id) = universe.id(name) {
+            market.set_last_close(id.index(), *price);
+        }
+    }
+
+    // Warm the strategies on history generated just before the start, so the first live bars
+    // can already trade. Warm-up changes nothing in the ledger or the store.
+    let mut bars: Vec<Bar> = Vec::with_capacity(universe.len());
+    let mut day = calendar::ny_date(start);
+    let mut hist_days = Vec::new();
+    for _ in 0..cfg.sim.history_sessions {
+        day = cal.prev_trading_day(day);
+        hist_days.push(day);
+    }
+    for d in hist_days.iter().rev() {
+        if let Some((open, close)) = cal.regular_hours(*d) {
+            market.begin_session(open, ((close.0 - open.0) / 60_000_000_000) as u32);
+            while !market.session_done() {
+                bars.clear();
+                market.next_bars(&mut bars);
+                for b in &bars {
+                    session.engine.warm_up(b);
+                }
+            }
+        }
+    }
+    info!(start = %start, symbols = universe.len(), "sim market ready");
+
+    let mut hooks = ShellHooks {
+        writer: &writer,
+        universe: &universe,
+        fills: 0,
+        orders: 0,
+    };
+    waiter.anchor(start);
+    let mut t = start;
+    let mut last_marks = Instant::now() - Duration::from_secs(10);
+
+    let outcome = 'run: loop {
+        match next_step(&cal, t) {
+            Step::Closed { until } => {
+                info!(next_open = %calendar::ny_datetime(until).to_rfc3339(), "market closed; sleeping until the next open");
+                if let Err(r) = wait(waiter, until, &mut session, &mut hooks) {
+                    break 'run r;
+                }
+                t = until;
+            }
+            Step::Session { open, close } => {
+                let minutes = ((close.0 - open.0) / 60_000_000_000) as u32;
+                market.begin_session(open, minutes);
+                // Resuming mid-session: regenerate the minutes already past without trading them.
+                let skip = ((t.0 - open.0) / 60_000_000_000) as u32;
+                for _ in 0..skip {
+                    bars.clear();
+                    market.next_bars(&mut bars);
+                }
+                while !market.session_done() {
+                    let bar_open = Ts(open.0 + i64::from(market.minute()) * 60_000_000_000);
+                    let bar_end = bar_open.plus_secs(60);
+                    if let Err(r) = wait(waiter, bar_end, &mut session, &mut hooks) {
+                        break 'run r;
+                    }
+                    bars.clear();
+                    market.next_bars(&mut bars);
+                    for b in &bars {
+                        session.on_bar(b, &mut hooks);
+                    }
+                    t = bar_end;
+                    if last_marks.elapsed() >= Duration::from_millis(250) || market.session_done() {
+                        last_marks = Instant::now();
+                        writer.send(WriteOp::Marks {
+                            marks: bars
+                                .iter()
+                                .map(|b| (universe.name(b.symbol).to_string(), b.close, b.ts))
+                                .collect(),
+                            sim_clock: t,
+                            peak_equity: session.engine.peak_equity(),
+                        });
+                    }
+                }
+                session.on_session_close(close, &mut hooks);
+                t = close;
+            }
+        }
+    };
+
+    // Shutdown: no new orders, cancel what is working (DAY orders of an in-process broker cannot
+    // outlive us), drain, flush.
+    session.on_event(
+        Event::Operator {
+            command: OperatorCommand::CancelAll,
+            ts: t,
+        },
+        &mut hooks,
+    );
+    writer.send(WriteOp::Marks {
+        marks: universe
+            .ids()
+            .filter_map(|id| {
+                session
+                    .engine
+                    .ledger()
+                    .mark_of(id)
+                    .map(|p| (universe.name(id).to_string(), p, t))
+            })
+            .collect(),
+        sim_clock: t,
+        peak_equity: session.engine.peak_equity(),
+    });
+    info!(reason = %outcome, orders = hooks.orders, fills = hooks.fills, "trading loop stopped");
+    Ok(RunOutcome {
+        exit_reason: outcome,
+    })
+}
+
+fn parse_start(s: &str) -> anyhow::Result<Ts> {
+    let dt = chrono::DateTime::parse_from_rfc3339(s).with_context(|| {
+        format!("--sim-start: expected RFC 3339 like 2026-11-27T09:30:00-05:00, got {s:?}")
+    })?;
+    Ok(Ts::from_utc(dt.with_timezone(&chrono::Utc)))
+}
+
+/// Waits until sim time `t`, applying controls as they arrive; returns the shutdown reason.
+fn wait(
+    waiter: &mut dyn Waiter,
+    t: Ts,
+    session: &mut PaperSession,
+    hooks: &mut ShellHooks<'_>,
+) -> Result<(), String> {
+    let mut pending: Vec<Event> = Vec::new();
+    loop {
+        let r = waiter.wait_until(t, &mut |c| match c {
+            Control::Shutdown { reason } => Some(Interrupt::Stop(reason)),
+            Control::SetState(state) => {
+                pending.push(Event::Operator {
+                    command: OperatorCommand::SetTradingState { state },
+                    ts: t,
+                });
+                Some(Interrupt::Apply)
+            }
+            Control::Operator(command) => {
+                pending.push(Event::Operator { command, ts: t });
+                Some(Interrupt::Apply)
+            }
+        });
+        for ev in pending.drain(..) {
+            info!(event = ?ev, "operator control applied");
+            session.on_event(ev, hooks);
+        }
+        match r {
+            Ok(()) => return Ok(()),
+            Err(Interrupt::Apply) => continue,
+            Err(Interrupt::Stop(reason)) => return Err(reason),
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! The simulated market.
+pub mod market;
