@@ -201,6 +201,11 @@ impl Engine {
         self.ledger.mark(bar.symbol, bar.close);
     }
 
+    /// Drops finished orders from memory (they are in the store); keeps seen executions.
+    pub fn prune_closed_orders(&mut self) {
+        self.orders.prune_closed();
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }

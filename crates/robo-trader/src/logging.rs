@@ -100,7 +100,10 @@ pub fn build(
         Some(path) => Some(open_rotating(path, cfg.max_file_mb, cfg.max_files)?),
         None => None,
     };
-    let stderr_layer = tracing_subscriber::fmt::layer().with_writer(io::stderr);
+    // Colour only for a person at a terminal; a redirected stderr gets plain text.
+    let stderr_layer = tracing_subscriber::fmt::layer()
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_writer(io::stderr);
     let file_layer = file.clone().map(|f| {
         tracing_subscriber::fmt::layer()
             .with_ansi(false)

@@ -275,12 +275,88 @@ pub fn build_engine(cfg: &Config, universe: &Universe, persisted: &PersistedStat
     engine
 }
 
+/// Bar-to-decision latency samples (microseconds), bounded: the most recent 100,000.
+#[derive(Debug, Default)]
+pub struct Latency {
+    samples: Vec<u32>,
+    next: usize,
+}
+
+impl Latency {
+    const CAP: usize = 100_000;
+    fn record(&mut self, d: Duration) {
+        let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        if self.samples.len() < Self::CAP {
+            self.samples.push(us);
+        } else {
+            self.samples[self.next] = us;
+            self.next = (self.next + 1) % Self::CAP;
+        }
+    }
+    /// (p50, p99, count) in microseconds.
+    pub fn percentiles(&self) -> Option<(u32, u32, usize)> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut v = self.samples.clone();
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.50), at(0.99), v.len()))
+    }
+}
+
+/// The running trader: the session plus what the shell keeps around it.
+struct Trader<'a> {
+    session: PaperSession,
+    hooks: ShellHooks<'a>,
+    writer: &'a StoreWriter,
+    universe: &'a Universe,
+    latency: Latency,
+    last_marks: Instant,
+    t: Ts,
+}
+
+impl Trader<'_> {
+    /// Feeds one step's bars (one per symbol, same timestamp) and measures how long each bar
+    /// took from arrival to its decision.
+    fn step(&mut self, bars: &[Bar], step_end: Ts, force_marks: bool) {
+        let arrived = Instant::now();
+        for b in bars {
+            self.session.on_bar(b, &mut self.hooks);
+            self.latency.record(arrived.elapsed());
+        }
+        self.t = step_end;
+        if force_marks || self.last_marks.elapsed() >= Duration::from_millis(250) {
+            self.last_marks = Instant::now();
+            self.writer.send(WriteOp::Marks {
+                marks: bars
+                    .iter()
+                    .map(|b| (self.universe.name(b.symbol).to_string(), b.close, b.ts))
+                    .collect(),
+                sim_clock: step_end,
+                peak_equity: self.session.engine.peak_equity(),
+            });
+        }
+    }
+
+    fn wait(&mut self, waiter: &mut dyn Waiter, t: Ts) -> Result<(), String> {
+        wait(waiter, t, &mut self.session, &mut self.hooks)
+    }
+}
+
 /// The trading thread: restore, warm up, then trade sessions until told to stop.
 pub fn trade(parts: TraderParts, waiter: &mut dyn Waiter) -> anyhow::Result<RunOutcome> {
     let TraderParts { cfg, store, writer } = parts;
-    let universe = Universe::new(&cfg.symbols).context("symbols")?;
-    let cal = Calendar::nyse();
     let persisted = store.load_state().context("loading the database")?;
+    let replay = match &cfg.sim.data {
+        Some(dir) => Some(load_replay(dir, &cfg.symbols)?),
+        None => None,
+    };
+    let universe = match &replay {
+        Some((u, _)) => u.clone(),
+        None => Universe::new(&cfg.symbols).context("symbols")?,
+    };
+    let cal = Calendar::nyse();
 
     // Orders still open belonged to the previous process's in-process paper broker, which did
     // not survive it: settle them as cancelled so none is lost silently or sent twice.
@@ -300,22 +376,92 @@ pub fn trade(parts: TraderParts, waiter: &mut dyn Waiter) -> anyhow::Result<RunO
 
     let engine = build_engine(&cfg, &universe, &persisted);
     let broker = PaperBroker::new(cfg.paper, universe.len());
-    let mut session = PaperSession::new(engine, broker);
-    let mut market = SimMarket::new(cfg.sim.seed, universe.names());
-
+    let session = PaperSession::new(engine, broker);
     let now = Ts::from_utc(chrono::Utc::now());
     let start = match (cfg.clock(), &persisted.sim_clock, &cfg.sim.start) {
         (ClockKind::Real, _, _) => now,
         (_, _, Some(s)) => parse_start(s)?,
         (_, Some(t), None) => *t,
-        (_, None, None) => default_sim_start(&cal, now),
+        (_, None, None) => match &replay {
+            Some((_, bars)) => bars.first().map_or(now, |b| b.ts),
+            None => default_sim_start(&cal, now),
+        },
     };
+    let mut tr = Trader {
+        session,
+        hooks: ShellHooks {
+            writer: &writer,
+            universe: &universe,
+            fills: 0,
+            orders: 0,
+        },
+        writer: &writer,
+        universe: &universe,
+        latency: Latency::default(),
+        last_marks: Instant::now() - Duration::from_secs(10),
+        t: start,
+    };
+
+    let outcome = match replay {
+        Some((_, bars)) => replay_loop(&mut tr, waiter, &bars, start, i64::from(cfg.bar_seconds)),
+        None => synthetic_loop(&mut tr, waiter, &cfg, &persisted, &cal, start),
+    };
+
+    // Shutdown: no new orders, cancel what is working (DAY orders of an in-process broker cannot
+    // outlive us), drain, flush the last marks.
+    let t = tr.t;
+    tr.session.on_event(
+        Event::Operator {
+            command: OperatorCommand::CancelAll,
+            ts: t,
+        },
+        &mut tr.hooks,
+    );
+    writer.send(WriteOp::Marks {
+        marks: universe
+            .ids()
+            .filter_map(|id| {
+                tr.session
+                    .engine
+                    .ledger()
+                    .mark_of(id)
+                    .map(|p| (universe.name(id).to_string(), p, t))
+            })
+            .collect(),
+        sim_clock: t,
+        peak_equity: tr.session.engine.peak_equity(),
+    });
+    if let Some((p50, p99, n)) = tr.latency.percentiles() {
+        info!(
+            p50_us = p50,
+            p99_us = p99,
+            bars = n,
+            "bar-to-decision latency"
+        );
+    }
+    info!(reason = %outcome, orders = tr.hooks.orders, fills = tr.hooks.fills, "trading loop stopped");
+    Ok(RunOutcome {
+        exit_reason: outcome,
+    })
+}
+
+/// The synthetic market: warm up on generated history, then trade each session of the
+/// calendar, sleeping through nights, weekends and holidays. Returns the stop reason.
+fn synthetic_loop(
+    tr: &mut Trader<'_>,
+    waiter: &mut dyn Waiter,
+    cfg: &Config,
+    persisted: &PersistedState,
+    cal: &Calendar,
+    start: Ts,
+) -> String {
+    let universe = tr.universe;
+    let mut market = SimMarket::new(cfg.sim.seed, universe.names());
     for (name, price, _) in &persisted.marks {
         if let Some(id) = universe.id(name) {
             market.set_last_close(id.index(), *price);
         }
     }
-
     // Warm the strategies on history generated just before the start, so the first live bars
     // can already trade. Warm-up changes nothing in the ledger or the store.
     let mut bars: Vec<Bar> = Vec::with_capacity(universe.len());
@@ -327,103 +473,124 @@ pub fn trade(parts: TraderParts, waiter: &mut dyn Waiter) -> anyhow::Result<RunO
     }
     for d in hist_days.iter().rev() {
         if let Some((open, close)) = cal.regular_hours(*d) {
-            market.begin_session(open, ((close.0 - open.0) / 60_000_000_000) as u32);
+            market.begin_session(open, minutes_between(open, close));
             while !market.session_done() {
-                bars.clear();
                 market.next_bars(&mut bars);
                 for b in &bars {
-                    session.engine.warm_up(b);
+                    tr.session.engine.warm_up(b);
                 }
             }
         }
     }
     info!(start = %start, symbols = universe.len(), "sim market ready");
-
-    let mut hooks = ShellHooks {
-        writer: &writer,
-        universe: &universe,
-        fills: 0,
-        orders: 0,
-    };
     waiter.anchor(start);
     let mut t = start;
-    let mut last_marks = Instant::now() - Duration::from_secs(10);
-
-    let outcome = 'run: loop {
-        match next_step(&cal, t) {
+    loop {
+        match next_step(cal, t) {
             Step::Closed { until } => {
                 info!(next_open = %calendar::ny_datetime(until).to_rfc3339(), "market closed; sleeping until the next open");
-                if let Err(r) = wait(waiter, until, &mut session, &mut hooks) {
-                    break 'run r;
+                if let Err(r) = tr.wait(waiter, until) {
+                    return r;
                 }
                 t = until;
+                tr.t = t;
             }
             Step::Session { open, close } => {
-                let minutes = ((close.0 - open.0) / 60_000_000_000) as u32;
-                market.begin_session(open, minutes);
+                market.begin_session(open, minutes_between(open, close));
                 // Resuming mid-session: regenerate the minutes already past without trading them.
-                let skip = ((t.0 - open.0) / 60_000_000_000) as u32;
-                for _ in 0..skip {
-                    bars.clear();
+                for _ in 0..minutes_between(open, t) {
                     market.next_bars(&mut bars);
                 }
                 while !market.session_done() {
-                    let bar_open = Ts(open.0 + i64::from(market.minute()) * 60_000_000_000);
+                    let bar_open = Ts(open.0 + i64::from(market.minute()) * NANOS_PER_MIN);
                     let bar_end = bar_open.plus_secs(60);
-                    if let Err(r) = wait(waiter, bar_end, &mut session, &mut hooks) {
-                        break 'run r;
+                    if let Err(r) = tr.wait(waiter, bar_end) {
+                        return r;
                     }
-                    bars.clear();
                     market.next_bars(&mut bars);
-                    for b in &bars {
-                        session.on_bar(b, &mut hooks);
-                    }
-                    t = bar_end;
-                    if last_marks.elapsed() >= Duration::from_millis(250) || market.session_done() {
-                        last_marks = Instant::now();
-                        writer.send(WriteOp::Marks {
-                            marks: bars
-                                .iter()
-                                .map(|b| (universe.name(b.symbol).to_string(), b.close, b.ts))
-                                .collect(),
-                            sim_clock: t,
-                            peak_equity: session.engine.peak_equity(),
-                        });
-                    }
+                    tr.step(&bars, bar_end, market.session_done());
                 }
-                session.on_session_close(close, &mut hooks);
+                tr.session.on_session_close(close, &mut tr.hooks);
+                tr.session.engine.prune_closed_orders();
                 t = close;
+                tr.t = t;
             }
         }
-    };
+    }
+}
 
-    // Shutdown: no new orders, cancel what is working (DAY orders of an in-process broker cannot
-    // outlive us), drain, flush.
-    session.on_event(
-        Event::Operator {
-            command: OperatorCommand::CancelAll,
-            ts: t,
-        },
-        &mut hooks,
+/// Replays CSV bars as given (no calendar), paced like the synthetic market; bars before the
+/// resume point are skipped. Returns the stop reason.
+fn replay_loop(
+    tr: &mut Trader<'_>,
+    waiter: &mut dyn Waiter,
+    bars: &[Bar],
+    start: Ts,
+    bar_secs: i64,
+) -> String {
+    waiter.anchor(start);
+    let mut i = bars.partition_point(|b| b.ts < start);
+    info!(bars = bars.len() - i, "replaying CSV bars");
+    while i < bars.len() {
+        let ts = bars[i].ts;
+        let j = i + bars[i..].partition_point(|b| b.ts == ts);
+        let end = ts.plus_secs(bar_secs);
+        if let Err(r) = tr.wait(waiter, end) {
+            return r;
+        }
+        tr.step(&bars[i..j], end, j == bars.len());
+        i = j;
+    }
+    "replay finished".into()
+}
+
+/// Loads a CSV directory for replay: the symbols present in the files (those of the watchlist
+/// if any match), bars merged in time order.
+fn load_replay(
+    dir: &std::path::Path,
+    watchlist: &[String],
+) -> anyhow::Result<(Universe, Vec<Bar>)> {
+    use crate::data::csv::{read_path, ReadOptions};
+    let (sets, report) = read_path(dir, &ReadOptions::default())
+        .with_context(|| format!("--sim-data {}", dir.display()))?;
+    let matching: Vec<_> = sets
+        .iter()
+        .filter(|s| watchlist.iter().any(|w| w.eq_ignore_ascii_case(&s.symbol)))
+        .collect();
+    let chosen: Vec<_> = if matching.is_empty() {
+        sets.iter().collect()
+    } else {
+        matching
+    };
+    let universe =
+        Universe::new(chosen.iter().map(|s| s.symbol.as_str())).context("--sim-data symbols")?;
+    let mut bars = Vec::with_capacity(chosen.iter().map(|s| s.bars.len()).sum());
+    for (k, s) in chosen.iter().enumerate() {
+        let symbol = robo_core::types::SymbolId(k as u16);
+        bars.extend(s.bars.iter().map(|r| Bar {
+            symbol,
+            ts: r.ts,
+            open: r.open,
+            high: r.high,
+            low: r.low,
+            close: r.close,
+            volume: r.volume,
+        }));
+    }
+    bars.sort_by_key(|b| (b.ts, b.symbol));
+    info!(
+        files = report.files,
+        rows = report.rows,
+        symbols = universe.len(),
+        "replay data loaded"
     );
-    writer.send(WriteOp::Marks {
-        marks: universe
-            .ids()
-            .filter_map(|id| {
-                session
-                    .engine
-                    .ledger()
-                    .mark_of(id)
-                    .map(|p| (universe.name(id).to_string(), p, t))
-            })
-            .collect(),
-        sim_clock: t,
-        peak_equity: session.engine.peak_equity(),
-    });
-    info!(reason = %outcome, orders = hooks.orders, fills = hooks.fills, "trading loop stopped");
-    Ok(RunOutcome {
-        exit_reason: outcome,
-    })
+    Ok((universe, bars))
+}
+
+const NANOS_PER_MIN: i64 = 60_000_000_000;
+
+fn minutes_between(a: Ts, b: Ts) -> u32 {
+    u32::try_from(((b.0 - a.0) / NANOS_PER_MIN).max(0)).unwrap_or(u32::MAX)
 }
 
 fn parse_start(s: &str) -> anyhow::Result<Ts> {

@@ -677,7 +677,7 @@ fn status_json_numbers_match_hand_computation() {
     assert_eq!(s["open_orders"][0]["id"], "C1");
     assert_eq!(s["open_orders"][0]["limit_price"], "99.5");
     assert_eq!(s["open_orders"].as_array().unwrap().len(), 1);
-    assert_eq!(s["trading_state"]["state"], "active");
+    assert_eq!(s["trading_state"], "active");
     assert_eq!(s["last_exit_reason"], serde_json::Value::Null);
 
     // The documented sqlite3 cash identity reads the same number through CAST(... AS REAL).

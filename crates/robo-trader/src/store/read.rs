@@ -618,7 +618,8 @@ pub(crate) fn status_json(conn: &Connection) -> Result<Value, StoreError> {
         "positions": positions,
         "open_orders": open,
         "fills": fill_rows.len(),
-        "trading_state": {
+        "trading_state": state.as_str(),
+        "trading_state_detail": {
             "state": state.as_str(),
             "cause": cause,
             "source": source,
