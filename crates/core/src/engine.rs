@@ -15,6 +15,7 @@ use crate::events::{
     Command, Event, OperatorCommand, OrderUpdate, Record, RiskEvent, StateCause, StateChange,
     Update,
 };
+use crate::indicators::exact_sma::to_fixed;
 use crate::ledger::Ledger;
 use crate::orders::{FillOutcome, ManagedOrder, OrderManager, UpdateOutcome};
 use crate::risk::{OrderCheck, RiskContext, RiskGate, RiskLimits, Verdict};
@@ -106,6 +107,13 @@ pub struct Engine {
     /// Equity at or below which the account limits must be evaluated (see
     /// `RiskGate::trigger_equity`); above it nothing can change, so the hot path compares once.
     trigger_equity: Money,
+    /// Fixed-point shadows (see `exact_sma::to_fixed`) of the marks, the cash, the peak and the
+    /// trigger, so the per-bar "can anything change?" test is integer arithmetic. The exact
+    /// `Decimal` evaluation runs whenever it might.
+    mark_fixed: Vec<i128>,
+    cash_fixed: i128,
+    peak_fixed: i128,
+    trigger_fixed: i128,
     daily_notional: Money,
     /// Timestamp of the last account-level evaluation (once per timestamp, not per symbol).
     last_eval_ts: Ts,
@@ -131,6 +139,10 @@ impl Engine {
             start_of_day_equity: cash,
             peak_equity: cash,
             trigger_equity: Decimal::MAX,
+            mark_fixed: vec![0; n_symbols],
+            cash_fixed: to_fixed(cash),
+            peak_fixed: to_fixed(cash),
+            trigger_fixed: i128::MAX,
             daily_notional: Decimal::ZERO,
             last_eval_ts: Ts(i64::MIN),
             last_equity_record: Ts(i64::MIN),
@@ -158,7 +170,7 @@ impl Engine {
             self.orders.mark_exec_seen(e);
         }
         for (sym, price, ts) in &r.marks {
-            self.ledger.mark(*sym, *price);
+            self.set_mark(*sym, *price);
             if let Some(s) = self.syms.get_mut(sym.index()) {
                 s.last_price = Some(*price);
                 s.last_price_ts = Some(*ts);
@@ -198,7 +210,7 @@ impl Engine {
             st.last_price = Some(bar.close);
             st.last_price_ts = Some(bar.ts);
         }
-        self.ledger.mark(bar.symbol, bar.close);
+        self.set_mark(bar.symbol, bar.close);
     }
 
     /// Drops finished orders from memory (they are in the store); keeps seen executions.
@@ -269,6 +281,27 @@ impl Engine {
         self.trigger_equity = self
             .gate
             .trigger_equity(self.start_of_day_equity, self.peak_equity);
+        self.trigger_fixed = to_fixed(self.trigger_equity);
+        self.peak_fixed = to_fixed(self.peak_equity);
+        self.cash_fixed = to_fixed(self.ledger.cash());
+    }
+
+    fn set_mark(&mut self, sym: SymbolId, price: Price) {
+        self.ledger.mark(sym, price);
+        if let Some(m) = self.mark_fixed.get_mut(sym.index()) {
+            *m = to_fixed(price);
+        }
+    }
+
+    /// Equity at the fixed scale from the shadows: exact for prices with up to 8 decimals.
+    #[inline]
+    fn equity_fixed(&self) -> i128 {
+        let mut eq = self.cash_fixed;
+        for &i in self.ledger.open_symbols() {
+            let mark = self.mark_fixed.get(i).copied().unwrap_or(0);
+            eq += i128::from(self.ledger.qty(SymbolId(i as u16))) * mark;
+        }
+        eq
     }
 
     fn record_equity(&mut self, ts: Ts, out: &mut Vec<Command>) {
@@ -296,6 +329,13 @@ impl Engine {
                 >= self.cfg.equity_every_secs.saturating_mul(Ts::NANOS_PER_SEC);
         if self.ledger.open_positions() == 0 && !periodic && !after_fill {
             return;
+        }
+        if !periodic && !after_fill {
+            // Nothing can change above the trigger and at or below the peak.
+            let eq = self.equity_fixed();
+            if eq > self.trigger_fixed && eq <= self.peak_fixed {
+                return;
+            }
         }
         let equity = self.ledger.equity();
         if equity > self.peak_equity {
@@ -347,7 +387,7 @@ impl Engine {
         }
         self.bars_seen += 1;
         self.roll_day_if_needed(bar.ts, out);
-        self.ledger.mark(bar.symbol, bar.close);
+        self.set_mark(bar.symbol, bar.close);
         {
             let st = &mut self.syms[i];
             st.prev_close = st.last_price;
@@ -411,7 +451,7 @@ impl Engine {
             return;
         }
         self.roll_day_if_needed(q.ts, out);
-        self.ledger.mark(q.symbol, q.last);
+        self.set_mark(q.symbol, q.last);
         self.syms[i].last_price = Some(q.last);
         self.syms[i].last_price_ts = Some(q.ts);
         self.evaluate_account(q.ts, false, out);
@@ -624,8 +664,9 @@ impl Engine {
         let Ok(eff) = self.ledger.try_apply_fill(f) else {
             return;
         };
+        self.cash_fixed = to_fixed(self.ledger.cash());
         if self.ledger.mark_of(f.symbol).is_none() {
-            self.ledger.mark(f.symbol, f.price);
+            self.set_mark(f.symbol, f.price);
         }
         out.push(Command::Persist(Record::Fill(f.clone())));
         if let FillOutcome::Applied { from, to } = outcome {

@@ -356,6 +356,11 @@ impl Ledger {
         self.open.iter().map(|&i| self.position(SymbolId(i as u16)))
     }
 
+    /// Indices of the symbols with a non-zero position, ascending.
+    pub fn open_symbols(&self) -> &[usize] {
+        &self.open
+    }
+
     pub fn open_positions(&self) -> u32 {
         self.open.len() as u32
     }

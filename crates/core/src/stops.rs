@@ -91,6 +91,57 @@ pub struct StopHit {
 pub struct StopBook {
     cfg: StopConfig,
     slots: Vec<Option<ArmedStop>>,
+    /// Integer copies of each armed stop's levels, so the common bar (nothing crossed, no new
+    /// extreme) is answered with integer compares instead of `Decimal` ones.
+    quiet: Vec<Quiet>,
+}
+
+/// The band inside which a bar changes nothing for a stop, at the fixed scale of
+/// [`crate::indicators::exact_sma::to_fixed`]. For a long: the bar's low stays above `exit`, its
+/// high stays at or under `hw` and under `tp`. Shorts mirror it. `armed == false` means no stop.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Quiet {
+    armed: bool,
+    long: bool,
+    exit: i128,
+    hw: i128,
+    tp: i128,
+}
+
+impl Quiet {
+    fn of(a: &ArmedStop) -> Self {
+        use crate::indicators::exact_sma::to_fixed;
+        let protective = match (a.stop, a.trailing) {
+            (Some(x), Some(y)) => Some(if a.long { x.max(y) } else { x.min(y) }),
+            (x, y) => x.or(y),
+        };
+        let (none_exit, none_tp) = if a.long {
+            (i128::MIN, i128::MAX)
+        } else {
+            (i128::MAX, i128::MIN)
+        };
+        Quiet {
+            armed: true,
+            long: a.long,
+            exit: protective.map_or(none_exit, to_fixed),
+            hw: to_fixed(a.high_water),
+            tp: a.take_profit.map_or(none_tp, to_fixed),
+        }
+    }
+
+    /// True when the bar (as fixed-point open, high, low) cannot trigger or ratchet anything.
+    #[inline]
+    fn holds(&self, o: i128, h: i128, l: i128) -> bool {
+        if o <= 0 || h <= 0 || l <= 0 {
+            return false;
+        }
+        let (low, high) = (l.min(o), h.max(o));
+        if self.long {
+            low > self.exit && high <= self.hw && high < self.tp
+        } else {
+            high < self.exit && low >= self.hw && low > self.tp
+        }
+    }
 }
 
 /// `price × (1 + sign × pct)`, or `None` when off or on overflow (a price that large is not a
@@ -185,6 +236,7 @@ impl StopBook {
         StopBook {
             cfg,
             slots: vec![None; n_symbols],
+            quiet: vec![Quiet::default(); n_symbols],
         }
     }
 
@@ -204,15 +256,27 @@ impl StopBook {
         if i >= self.slots.len() {
             self.slots.resize(i + 1, None);
         }
+        let armed = ArmedStop::new(&self.cfg, long, entry, high_water);
+        self.set_quiet(i, Some(&armed));
         if let Some(slot) = self.slots.get_mut(i) {
-            *slot = Some(ArmedStop::new(&self.cfg, long, entry, high_water));
+            *slot = Some(armed);
         }
+    }
+
+    fn set_quiet(&mut self, i: usize, armed: Option<&ArmedStop>) {
+        if i >= self.quiet.len() {
+            self.quiet.resize(i + 1, Quiet::default());
+        }
+        self.quiet[i] = armed.map_or(Quiet::default(), Quiet::of);
     }
 
     /// Removes the stop of `sym` (the position closed).
     pub fn disarm(&mut self, sym: SymbolId) {
         if let Some(slot) = self.slots.get_mut(sym.index()) {
             *slot = None;
+        }
+        if let Some(q) = self.quiet.get_mut(sym.index()) {
+            *q = Quiet::default();
         }
     }
 
@@ -226,6 +290,20 @@ impl StopBook {
     /// reporting while the price stays through it, so an exit that failed is retried; disarm
     /// when the position closes. Bars with non-positive prices are ignored.
     pub fn on_bar(&mut self, bar: &Bar) -> Option<StopHit> {
+        use crate::indicators::exact_sma::to_fixed;
+        let i = bar.symbol.index();
+        let q = self.quiet.get(i)?;
+        if !q.armed || q.holds(to_fixed(bar.open), to_fixed(bar.high), to_fixed(bar.low)) {
+            return None;
+        }
+        let hit = self.on_bar_exact(bar);
+        let armed = self.slots.get(i).and_then(Option::as_ref).copied();
+        self.set_quiet(i, armed.as_ref());
+        hit
+    }
+
+    /// The exact (`Decimal`) evaluation behind [`Self::on_bar`].
+    fn on_bar_exact(&mut self, bar: &Bar) -> Option<StopHit> {
         let armed = self.slots.get_mut(bar.symbol.index())?.as_mut()?;
         let zero = Decimal::ZERO;
         if bar.open <= zero || bar.low <= zero || bar.high <= zero {
@@ -242,13 +320,58 @@ impl StopBook {
     /// Checks a single price (a quote's last, a trade), then ratchets with it. Non-positive
     /// prices are ignored.
     pub fn on_price(&mut self, sym: SymbolId, price: Price) -> Option<StopHit> {
+        let cfg = self.cfg;
         let armed = self.slots.get_mut(sym.index())?.as_mut()?;
         if price <= Decimal::ZERO {
             return None;
         }
         let hit = armed.check(price, price, price);
-        armed.ratchet(&self.cfg, price);
+        armed.ratchet(&cfg, price);
+        let armed = *armed;
+        self.set_quiet(sym.index(), Some(&armed));
         hit
+    }
+}
+
+#[cfg(test)]
+mod fast_path_props {
+    use super::*;
+    use crate::types::Ts;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The integer fast path answers exactly as the `Decimal` evaluation, bar after bar,
+        /// for longs and shorts, with every level on or off.
+        #[test]
+        fn fast_path_equals_exact(
+            long in any::<bool>(),
+            entry in 1_000i64..20_000,
+            sl in prop::option::of(1u32..500),
+            tr in prop::option::of(1u32..500),
+            tp in prop::option::of(1u32..500),
+            moves in prop::collection::vec((-300i64..300, 0i64..200, 0i64..200, -300i64..300), 1..80),
+        ) {
+            let pct = |bp: Option<u32>| bp.map(|b| Decimal::new(i64::from(b), 4));
+            let cfg = StopConfig { stop_loss_pct: pct(sl), trailing_pct: pct(tr), take_profit_pct: pct(tp) };
+            let sym = SymbolId(0);
+            let mut fast = StopBook::new(1, cfg);
+            let mut exact = StopBook::new(1, cfg);
+            let e = Decimal::new(entry, 2);
+            fast.arm(sym, long, e, e);
+            exact.arm(sym, long, e, e);
+            let mut px = entry;
+            for (dopen, up, down, dclose) in moves {
+                let open = (px + dopen).max(1);
+                let close = (open + dclose).max(1);
+                let high = open.max(close) + up;
+                let low = (open.min(close) - down).max(1);
+                px = close;
+                let b = Bar { symbol: sym, ts: Ts(0), open: Decimal::new(open, 2), high: Decimal::new(high, 2),
+                              low: Decimal::new(low, 2), close: Decimal::new(close, 2), volume: 1 };
+                prop_assert_eq!(fast.on_bar(&b), exact.on_bar_exact(&b));
+                prop_assert_eq!(fast.armed(sym), exact.armed(sym));
+            }
+        }
     }
 }
 
