@@ -40,6 +40,13 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the live engine over historical bars and report honest metrics.
+    Backtest(crate::backtest::BacktestArgs),
+    /// Grid search and walk-forward analysis over strategy parameters.
+    Optimize(crate::backtest::OptimizeArgs),
+    /// Market data files: convert CSV to the binary cache.
+    #[command(subcommand)]
+    Data(crate::backtest::DataCommand),
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -1,6 +1,7 @@
 //! robo-trader: the I/O shell around `robo-core`. Config, CLI, the supervised runner, the
 //! simulated market, the SQLite store, logging and the process lock.
 
+pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod data;
@@ -9,3 +10,4 @@ pub mod logging;
 pub mod runner;
 pub mod sim;
 pub mod store;
+pub mod web;

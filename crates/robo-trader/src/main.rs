@@ -18,6 +18,7 @@ use robo_trader::lock::ProcessLock;
 use robo_trader::logging;
 use robo_trader::runner::{self, ChannelWaiter, Control, Pacer, TraderParts};
 use robo_trader::store::{RunInfo, Store, WriteOp, WriterOptions};
+use robo_trader::web;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,6 +28,13 @@ fn main() -> ExitCode {
         Command::KillSwitch(args) => cmd_kill_switch(cli.config.as_deref(), &args),
         Command::MarketHours(args) => cmd_market_hours(&args),
         Command::Config(ConfigCommand::Show(args)) => cmd_config_show(cli.config.as_deref(), &args),
+        Command::Backtest(args) => {
+            robo_trader::backtest::cmd_backtest(cli.config.as_deref(), &args)
+        }
+        Command::Optimize(args) => {
+            robo_trader::backtest::cmd_optimize(cli.config.as_deref(), &args)
+        }
+        Command::Data(cmd) => robo_trader::backtest::cmd_data(&cmd),
     };
     match result {
         Ok(code) => code,
@@ -175,29 +183,60 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
     })?;
     let writer = store.start_writer(WriterOptions::default())?;
 
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(
-        err,
-        "robo-trader {}: {} broker, {} symbols, strategy {}, database {}\n\
-         dashboard will be at http://{}:{}/ and the WebSocket at ws://{}:{}/ (served from the dashboard release; not in this build)\n\
-         clock: {}, speed {}. Stop with Ctrl-C.",
-        env!("CARGO_PKG_VERSION"),
-        match cfg.broker { BrokerKind::Sim => "sim", BrokerKind::Ibkr => "ibkr" },
-        cfg.symbols.len(),
-        cfg.strategy.name(),
-        cfg.db.display(),
-        cfg.web.dash_host, cfg.web.dash_port, cfg.web.dash_host, cfg.web.ws_port,
-        match cfg.clock() { ClockKind::Sim => "simulated", ClockKind::Real => "real" },
-        cfg.sim.speed,
-    );
-    drop(err);
-
     let (tx, rx) = mpsc::channel::<Control>();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let (bus, _) = tokio::sync::broadcast::channel(4096);
+    let (token, token_created) = web::load_or_create_token(&cfg.db)?;
+    let web_handle = rt.block_on(web::start(
+        &cfg.web,
+        web::WebContext {
+            db: cfg.db.clone(),
+            bus: bus.clone(),
+            control: tx.clone(),
+            token: token.clone(),
+            mode: match cfg.broker {
+                BrokerKind::Sim => "sim".into(),
+                BrokerKind::Ibkr => "ibkr".into(),
+            },
+            config_toml: config::redacted_toml(&cfg),
+        },
+    ))?;
+    if !web::is_loopback(&cfg.web.dash_host) {
+        tracing::warn!(host = %cfg.web.dash_host, "THE DASHBOARD IS LISTENING BEYOND THIS MACHINE (not loopback); control endpoints still need the token");
+    }
+
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "robo-trader {}: {} broker, {} symbols, strategy {}, database {}\n\
+         dashboard: http://{}/   WebSocket: ws://{}/\n\
+         clock: {}, speed {}. Stop with Ctrl-C.",
+        env!("CARGO_PKG_VERSION"),
+        match cfg.broker {
+            BrokerKind::Sim => "sim",
+            BrokerKind::Ibkr => "ibkr",
+        },
+        cfg.symbols.len(),
+        cfg.strategy.name(),
+        cfg.db.display(),
+        web_handle.dash,
+        web_handle.ws,
+        match cfg.clock() {
+            ClockKind::Sim => "simulated",
+            ClockKind::Real => "real",
+        },
+        cfg.sim.speed,
+    );
+    drop(err);
+    if token_created {
+        logging::print_once_to_terminal(&format!(
+            "control token (printed once; stored beside the database with mode 0600): {token}"
+        ));
+    }
 
     // Signals: SIGINT and SIGTERM both drain and stop.
     let sig_tx = tx.clone();
@@ -269,6 +308,7 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
                     cfg: cfg_for_trader,
                     store,
                     writer: writer_for_trader,
+                    bus: Some(bus),
                 },
                 &mut waiter,
             )

@@ -34,6 +34,32 @@ pub enum Control {
     Operator(OperatorCommand),
 }
 
+/// What the trading thread tells the dashboard, the WebSocket and the metrics. It goes out on a
+/// bounded broadcast channel: a slow receiver lags and is dropped by its owner; the trading
+/// thread never waits for one.
+#[derive(Debug, Clone)]
+pub enum BusEvent {
+    /// A new bar; `at` is when the trading thread had it, for bar-to-client latency.
+    Bar {
+        symbol: String,
+        bar: Bar,
+        at: Instant,
+    },
+    /// A record the engine persisted: decision, fill, order status, risk event, state change,
+    /// equity snapshot.
+    Record { symbol: String, record: Record },
+    /// A position or signal update.
+    Update {
+        symbol: String,
+        update: robo_core::events::Update,
+    },
+    /// Sim (or real) time advanced to this instant.
+    Clock { now: Ts },
+}
+
+/// The sending side of the bus.
+pub type Bus = tokio::sync::broadcast::Sender<std::sync::Arc<BusEvent>>;
+
 /// How the loop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
@@ -184,6 +210,7 @@ pub fn default_sim_start(cal: &Calendar, now: Ts) -> Ts {
 /// The shell side of the session: commit intents, log orders and fills, queue records.
 struct ShellHooks<'a> {
     writer: &'a StoreWriter,
+    bus: Option<&'a Bus>,
     universe: &'a Universe,
     fills: u64,
     orders: u64,
@@ -208,6 +235,16 @@ impl SessionHooks for ShellHooks<'_> {
     }
 
     fn command(&mut self, cmd: &Command) {
+        if let (Some(bus), Command::Publish(update)) = (self.bus, cmd) {
+            let symbol = match update {
+                robo_core::events::Update::Position(p) => self.universe.name(p.symbol),
+                robo_core::events::Update::Signal { symbol, .. } => self.universe.name(*symbol),
+            };
+            let _ = bus.send(std::sync::Arc::new(BusEvent::Update {
+                symbol: symbol.to_string(),
+                update: *update,
+            }));
+        }
         if let Command::Persist(rec) = cmd {
             let symbol = match rec {
                 Record::Decision(d) => self.universe.name(d.symbol).to_string(),
@@ -237,6 +274,8 @@ pub struct TraderParts {
     pub cfg: Config,
     pub store: Store,
     pub writer: StoreWriter,
+    /// Live updates for the web side; `None` when nobody listens (tests).
+    pub bus: Option<Bus>,
 }
 
 /// Builds the engine from config and the persisted state.
@@ -321,6 +360,17 @@ impl Trader<'_> {
     /// took from arrival to its decision.
     fn step(&mut self, bars: &[Bar], step_end: Ts, force_marks: bool) {
         let arrived = Instant::now();
+        if let Some(bus) = self.hooks.bus {
+            for b in bars {
+                let symbol = self.universe.name(b.symbol).to_string();
+                let _ = bus.send(std::sync::Arc::new(BusEvent::Bar {
+                    symbol,
+                    bar: *b,
+                    at: arrived,
+                }));
+            }
+            let _ = bus.send(std::sync::Arc::new(BusEvent::Clock { now: step_end }));
+        }
         for b in bars {
             self.session.on_bar(b, &mut self.hooks);
             self.latency.record(arrived.elapsed());
@@ -346,7 +396,12 @@ impl Trader<'_> {
 
 /// The trading thread: restore, warm up, then trade sessions until told to stop.
 pub fn trade(parts: TraderParts, waiter: &mut dyn Waiter) -> anyhow::Result<RunOutcome> {
-    let TraderParts { cfg, store, writer } = parts;
+    let TraderParts {
+        cfg,
+        store,
+        writer,
+        bus,
+    } = parts;
     let persisted = store.load_state().context("loading the database")?;
     let replay = match &cfg.sim.data {
         Some(dir) => Some(load_replay(dir, &cfg.symbols)?),
@@ -391,6 +446,7 @@ pub fn trade(parts: TraderParts, waiter: &mut dyn Waiter) -> anyhow::Result<RunO
         session,
         hooks: ShellHooks {
             writer: &writer,
+            bus: bus.as_ref(),
             universe: &universe,
             fills: 0,
             orders: 0,

@@ -241,6 +241,23 @@ fn count(c: &Connection, sql: &str) -> i64 {
     c.query_row(sql, [], |r| r.get(0)).expect(sql)
 }
 
+/// For polling a database another process is creating: `None` until the file and its tables
+/// exist.
+fn try_count(sb: &Sandbox, sql: &str, arg: i64) -> Option<i64> {
+    if !sb.db.exists() {
+        return None;
+    }
+    let c = Connection::open_with_flags(
+        &sb.db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    c.busy_timeout(Duration::from_secs(5)).ok()?;
+    c.pragma_update(None, "query_only", true).ok()?;
+    let sql = sql.replace("?1", &arg.to_string());
+    c.query_row(&sql, [], |r| r.get(0)).ok()
+}
+
 fn fill_count(sb: &Sandbox) -> i64 {
     count(&sb.conn(), "SELECT COUNT(*) FROM fills")
 }
@@ -280,6 +297,7 @@ struct OrderRow {
     purpose: String,
     state: String,
     filled: i64,
+    created: String,
 }
 
 fn read_fills(c: &Connection) -> Vec<FillRow> {
@@ -324,7 +342,7 @@ fn read_fills(c: &Connection) -> Vec<FillRow> {
 fn read_orders(c: &Connection) -> Vec<OrderRow> {
     let mut st = c
         .prepare(
-            "SELECT id, seq, symbol, side, quantity, purpose, state, filled_qty
+            "SELECT id, seq, symbol, side, quantity, purpose, state, filled_qty, created_ts
              FROM orders ORDER BY seq",
         )
         .unwrap();
@@ -339,6 +357,7 @@ fn read_orders(c: &Connection) -> Vec<OrderRow> {
                 purpose: r.get(5)?,
                 state: r.get(6)?,
                 filled: r.get(7)?,
+                created: r.get(8)?,
             })
         })
         .unwrap();
@@ -388,10 +407,7 @@ impl Book {
     }
 
     fn cost_basis(&self) -> Decimal {
-        self.lots
-            .iter()
-            .map(|(q, p)| Decimal::from(*q) * p)
-            .sum()
+        self.lots.iter().map(|(q, p)| Decimal::from(*q) * p).sum()
     }
 }
 
@@ -491,9 +507,19 @@ fn check_invariants(sb: &Sandbox, when: &str) -> Ledger {
             panic!("{when}: {sym} has fills but no positions row");
         };
         assert_eq!(*q, b.qty, "{when}: positions.quantity of {sym}");
-        assert_eq!(*basis, b.cost_basis(), "{when}: positions.cost_basis of {sym}");
-        assert_eq!(*realized, b.realized, "{when}: positions.realized_pnl of {sym}");
-        assert_eq!(*comm, b.commissions, "{when}: positions.commissions of {sym}");
+        assert_eq!(
+            *basis,
+            b.cost_basis(),
+            "{when}: positions.cost_basis of {sym}"
+        );
+        assert_eq!(
+            *realized, b.realized,
+            "{when}: positions.realized_pnl of {sym}"
+        );
+        assert_eq!(
+            *comm, b.commissions,
+            "{when}: positions.commissions of {sym}"
+        );
     }
     for (sym, (q, ..)) in &table {
         assert!(
@@ -638,18 +664,14 @@ fn run_row(c: &Connection, pid: u32) -> Option<(Option<String>, Option<String>)>
 fn wait_registered(sb: &Sandbox, r: &mut Runner) {
     let pid = r.pid;
     r.wait_for("the run to be recorded in runs", TRADE_DEADLINE, || {
-        sb.db
-            .exists()
-            .then(|| run_row(&sb.conn(), pid))
-            .flatten()
-            .filter(|(ended, _)| ended.is_none())
+        let sql = "SELECT COUNT(*) FROM runs WHERE pid = ?1 AND ended IS NULL";
+        try_count(sb, sql, i64::from(pid)).filter(|n| *n > 0)
     });
 }
 
 fn wait_fills_above(sb: &Sandbox, r: &mut Runner, n: i64) -> i64 {
     r.wait_for(&format!("more than {n} fills"), TRADE_DEADLINE, || {
-        let k = sb.db.exists().then(|| fill_count(sb))?;
-        (k > n).then_some(k)
+        try_count(sb, "SELECT COUNT(*) FROM fills", 0).filter(|k| *k > n)
     })
 }
 
@@ -662,9 +684,8 @@ fn sigterm_exits_zero_and_the_ledger_matches_the_fills() {
     let mut r = sb.run("max", SYMBOLS, &[]);
     // At least one exit too, so realized P&L and FIFO matching are exercised.
     r.wait_for("5 fills including a sell", TRADE_DEADLINE, || {
-        let c = sb.db.exists().then(|| sb.conn())?;
-        let n = count(&c, "SELECT COUNT(*) FROM fills");
-        let sells = count(&c, "SELECT COUNT(*) FROM fills WHERE side = 'SELL'");
+        let n = try_count(&sb, "SELECT COUNT(*) FROM fills", 0)?;
+        let sells = try_count(&sb, "SELECT COUNT(*) FROM fills WHERE side = 'SELL'", 0)?;
         (n >= 5 && sells > 0).then_some(())
     });
     let pid = r.pid;
@@ -901,6 +922,92 @@ fn seeded_random_kills() {
     assert_eq!(l.fills[..prev_fills.len()], prev_fills[..]);
 }
 
+/// Partial fills (one share per bar of a 60-share order) leave orders half-filled at every kill:
+/// none may be over-filled or stay open after the restart.
+#[test]
+fn seeded_kills_with_partial_fills() {
+    let mut rng = Rng(0xBADC_0FFE);
+    let mut sb = Sandbox::new();
+    std::fs::write(
+        sb.path().join("robo-trader.toml"),
+        // Orders of 60 shares filling about one share per bar, with limits that let them.
+        "[paper]\nmax_volume_pct = 0.00001\n\
+         [sizing]\nmode = \"fixed_qty\"\nqty = 60\n\
+         [risk]\nmax_position_pct = 0.3\nmax_order_notional = 40000\n\
+         max_daily_notional = 100000000\ndaily_loss_pct = 0.5\nmax_drawdown_pct = 0.9\n",
+    )
+    .unwrap();
+    let (mut seen, mut left_open, mut partial) = (0i64, BTreeSet::new(), 0usize);
+    for round in 1..=2 {
+        let delay = Duration::from_millis(300 + rng.next() % 601);
+        let mut r = sb.run("max", SYMBOLS, &[]);
+        wait_fills_above(&sb, &mut r, seen);
+        sleep(delay);
+        r.sigkill();
+        let when = format!("after SIGKILL {round} with partial fills");
+        let l = check_invariants(&sb, &when);
+        assert_settled(&l, &left_open, &when);
+        partial += l
+            .orders
+            .iter()
+            .filter(|o| o.filled > 0 && o.filled < o.qty)
+            .count();
+        left_open = l.open_order_ids();
+        seen = l.fills.len() as i64;
+    }
+    assert!(
+        partial > 0,
+        "the kills should catch partially filled orders"
+    );
+    let mut r = sb.run("max", SYMBOLS, &[]);
+    wait_fills_above(&sb, &mut r, seen);
+    r.stop();
+    let l = check_invariants(&sb, "after the restart with partial fills");
+    assert!(l.open_order_ids().is_empty());
+    assert_settled(&l, &left_open, "after the restart with partial fills");
+}
+
+/// After a kill the sim clock must resume after everything already traded: the same minutes
+/// are not traded twice, and fills and orders never go back in time.
+#[test]
+#[ignore = "bug: after SIGKILL, run resumes from meta.sim_clock, which lags the last fills by up \
+            to 250 ms of wall time; it re-trades those minutes and time goes backwards"]
+fn a_restart_after_a_kill_never_goes_back_in_sim_time() {
+    let mut sb = Sandbox::new();
+    let mut seen = 0;
+    for _ in 0..2 {
+        let mut r = sb.run("max", SYMBOLS, &[]);
+        wait_fills_above(&sb, &mut r, seen);
+        sleep(Duration::from_millis(400));
+        r.sigkill();
+        seen = fill_count(&sb);
+    }
+    let mut r = sb.run("max", SYMBOLS, &[]);
+    wait_fills_above(&sb, &mut r, seen);
+    r.stop();
+    let l = check_invariants(&sb, "after kills and a restart");
+    for w in l.fills.windows(2) {
+        assert!(
+            w[1].ts >= w[0].ts,
+            "fill {} at {} comes after fill {} at {}",
+            w[1].exec_id,
+            w[1].ts,
+            w[0].exec_id,
+            w[0].ts
+        );
+    }
+    for w in l.orders.windows(2) {
+        assert!(
+            w[1].created >= w[0].created,
+            "order {} created at {} after order {} at {}",
+            w[1].id,
+            w[1].created,
+            w[0].id,
+            w[0].created
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. One runner per database
 
@@ -1032,14 +1139,9 @@ fn market_hours_json() {
 // ---------------------------------------------------------------------------------------------
 // 7. Kill switch
 
-fn entries_after(sb: &Sandbox, seq: i64) -> i64 {
-    sb.conn()
-        .query_row(
-            "SELECT COUNT(*) FROM orders WHERE purpose = 'entry' AND seq > ?1",
-            [seq],
-            |r| r.get(0),
-        )
-        .unwrap()
+fn entries_after(sb: &Sandbox, seq: i64) -> Option<i64> {
+    let sql = "SELECT COUNT(*) FROM orders WHERE purpose = 'entry' AND seq > ?1";
+    try_count(sb, sql, seq)
 }
 
 fn trading_state(status: &Value) -> &str {
@@ -1056,37 +1158,113 @@ fn kill_switch_is_obeyed_within_a_second() {
     let all = robo_trader::config::DEFAULT_SYMBOLS.join(",");
     let mut r = sb.run("max", &all, &[]);
     r.wait_for("entries flowing", TRADE_DEADLINE, || {
-        (sb.db.exists() && entries_after(&sb, 0) >= 5).then_some(())
+        entries_after(&sb, 0).filter(|n| *n >= 5).map(drop)
     });
     // They keep flowing: a fresh entry within a few seconds.
     let seq = max_seq(&sb.conn());
     r.wait_for("another entry", Duration::from_secs(10), || {
-        (entries_after(&sb, seq) > 0).then_some(())
+        entries_after(&sb, seq).filter(|n| *n > 0).map(drop)
     });
 
     sb.kill_switch("on");
     let on = Instant::now();
-    r.wait_for("one second after the kill switch", Duration::from_secs(3), || {
-        (on.elapsed() >= Duration::from_secs(1)).then_some(())
-    });
+    r.wait_for(
+        "one second after the kill switch",
+        Duration::from_secs(3),
+        || (on.elapsed() >= Duration::from_secs(1)).then_some(()),
+    );
     let cutoff = max_seq(&sb.conn());
     while on.elapsed() < Duration::from_secs(2) {
         assert_eq!(
             entries_after(&sb, cutoff),
-            0,
+            Some(0),
             "an entry was placed more than a second after the kill switch"
         );
         sleep(POLL);
     }
+    let open_entries = try_count(
+        &sb,
+        "SELECT COUNT(*) FROM orders WHERE purpose = 'entry'
+         AND state IN ('new', 'submitted', 'partially_filled') AND seq <= ?1",
+        cutoff,
+    );
+    assert_eq!(
+        open_entries,
+        Some(0),
+        "halting cancels working entry orders"
+    );
     r.assert_alive("halted");
     let status = sb.status();
     assert_eq!(trading_state(&status), "halted", "{status}");
 
     sb.kill_switch("off");
     r.wait_for("entries to resume", Duration::from_secs(15), || {
-        (entries_after(&sb, cutoff) > 0).then_some(())
+        entries_after(&sb, cutoff).filter(|n| *n > 0).map(drop)
     });
     r.stop();
     let l = check_invariants(&sb, "after the kill-switch test");
     assert_eq!(trading_state(&l.status), "active");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checker itself
+
+/// The invariant check must catch a damaged ledger, or the tests above prove nothing. Each
+/// case damages a copy of a real database in one way.
+#[test]
+fn the_invariant_check_catches_a_damaged_ledger() {
+    let mut sb = Sandbox::new();
+    let mut r = sb.run("max", SYMBOLS, &[]);
+    wait_fills_above(&sb, &mut r, 9);
+    r.stop();
+    check_invariants(&sb, "intact");
+    let cases = [
+        (
+            "a fill's price moved",
+            "UPDATE fills SET price = price || '1' WHERE id = (SELECT MAX(id) FROM fills)",
+        ),
+        (
+            "a position off by one share",
+            "UPDATE positions SET quantity = quantity + 1
+             WHERE symbol = (SELECT symbol FROM fills ORDER BY id LIMIT 1)",
+        ),
+        (
+            "an order filled twice",
+            "INSERT INTO fills (exec_id, order_id, symbol, side, quantity, price, commission, ts)
+             SELECT exec_id || '-again', order_id, symbol, side, quantity, price, commission, ts
+             FROM fills ORDER BY id LIMIT 1",
+        ),
+        (
+            "filled_qty disagrees with the fills",
+            "UPDATE orders SET filled_qty = filled_qty - 1
+             WHERE id = (SELECT order_id FROM fills ORDER BY id LIMIT 1)",
+        ),
+        (
+            "a fill of an unknown order",
+            "UPDATE fills SET order_id = 'C999999' WHERE id = 1",
+        ),
+        (
+            "an order left open",
+            "UPDATE orders SET state = 'submitted'
+             WHERE id = (SELECT order_id FROM fills ORDER BY id LIMIT 1)",
+        ),
+    ];
+    for (case, sql) in cases {
+        let copy = Sandbox::new();
+        for suffix in ["", "-wal"] {
+            let from = PathBuf::from(format!("{}{suffix}", sb.db.display()));
+            if from.exists() {
+                std::fs::copy(&from, format!("{}{suffix}", copy.db.display())).unwrap();
+            }
+        }
+        let c = Connection::open(&copy.db).unwrap();
+        assert_eq!(c.execute(sql, []).unwrap(), 1, "{case}: one row changed");
+        drop(c);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let l = check_invariants(&copy, case);
+            // Clean-stop tests also require no open order.
+            assert!(l.open_order_ids().is_empty(), "{case}: open orders");
+        }));
+        assert!(caught.is_err(), "the check missed: {case}");
+    }
 }

@@ -56,6 +56,7 @@ fn run_from(start: &str, stop_after: &str) -> Vec<Ts> {
             cfg,
             store,
             writer: writer.clone(),
+            bus: None,
         },
         &mut waiter,
     )
