@@ -416,9 +416,13 @@ impl Engine {
 
         let signal = self.strategies[i].on_bar(bar);
         if action == Action::None {
-            if !self.strategies[i].is_ready() {
-                action = Action::WarmingUp;
-            } else if signal.direction != Direction::Hold {
+            // A strategy only signals once warm, so readiness is asked only when a decision
+            // record needs the distinction (it is a virtual call per bar otherwise).
+            if signal.direction == Direction::Hold {
+                if decisions && !self.strategies[i].is_ready() {
+                    action = Action::WarmingUp;
+                }
+            } else if self.strategies[i].is_ready() {
                 out.push(Command::Publish(Update::Signal {
                     symbol: bar.symbol,
                     ts: bar.ts,

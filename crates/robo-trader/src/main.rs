@@ -142,6 +142,14 @@ fn cmd_kill_switch(
     args: &KillSwitchArgs,
 ) -> anyhow::Result<ExitCode> {
     let cfg = load_config(path, &RunArgs::with_db(args.db.clone()))?;
+    // Never create a database here: a mistyped --db would report success while the real
+    // trader kept trading.
+    if !cfg.db.exists() {
+        anyhow::bail!(
+            "no database at {}; pass the --db the trader uses (or start `robo-trader run` first)",
+            cfg.db.display()
+        );
+    }
     let store = Store::open(&cfg.db)?;
     let state = args.setting.trading_state();
     store.set_trading_state(
@@ -289,7 +297,8 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
     });
 
     let now = Ts::from_utc(chrono::Utc::now());
-    let (speed, sim0) = match cfg.clock() {
+    let clock = cfg.clock();
+    let (speed, sim0) = match clock {
         ClockKind::Real => (SimSpeed::Factor(1.0), now),
         ClockKind::Sim => (cfg.sim.speed, Ts(i64::MIN)),
     };
@@ -302,6 +311,10 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
                 pacer: Pacer::new(speed, sim0),
                 rx,
                 max_sleep: Duration::from_secs(3600),
+                closed_pause: match clock {
+                    ClockKind::Sim => Some(Duration::from_secs(2)),
+                    ClockKind::Real => None,
+                },
             };
             runner::trade(
                 TraderParts {

@@ -115,6 +115,15 @@ pub trait Waiter {
         t: Ts,
         on_control: &mut dyn FnMut(Control) -> Option<Interrupt>,
     ) -> Result<(), Interrupt>;
+    /// Gets past a closed market to `t`. The default waits for it like any other instant (the
+    /// real clock sleeps until the open); a simulated clock may compress the gap.
+    fn skip_closed(
+        &mut self,
+        t: Ts,
+        on_control: &mut dyn FnMut(Control) -> Option<Interrupt>,
+    ) -> Result<(), Interrupt> {
+        self.wait_until(t, on_control)
+    }
 }
 
 /// Sleeps on the control channel until the paced deadline.
@@ -123,12 +132,39 @@ pub struct ChannelWaiter {
     pub rx: Receiver<Control>,
     /// Longest single sleep; a long wait is split so the log shows the loop is alive.
     pub max_sleep: Duration,
+    /// With the simulated clock, a closed market (night, weekend, holiday) passes in at most
+    /// this much wall time, so a new user sees trading resume; `None` (the real clock) sleeps
+    /// until the open.
+    pub closed_pause: Option<Duration>,
 }
 
 impl Waiter for ChannelWaiter {
     fn anchor(&mut self, t: Ts) {
         self.pacer.sim0 = t;
         self.pacer.wall0 = Instant::now();
+    }
+
+    fn skip_closed(
+        &mut self,
+        t: Ts,
+        on_control: &mut dyn FnMut(Control) -> Option<Interrupt>,
+    ) -> Result<(), Interrupt> {
+        let Some(pause) = self.closed_pause else {
+            return self.wait_until(t, on_control);
+        };
+        let (Some(speed), Some(deadline)) = (self.pacer.speed, self.pacer.deadline(t)) else {
+            return self.wait_until(t, on_control);
+        };
+        let cap = Instant::now() + pause;
+        if deadline > cap {
+            // Sleep the short pause (still answering controls), then jump: sim time `t` is now.
+            let sim_at_cap =
+                Ts(t.0.saturating_sub(((deadline - cap).as_secs_f64() * speed * 1e9) as i64));
+            self.wait_until(sim_at_cap, on_control)?;
+            self.anchor(t);
+            return Ok(());
+        }
+        self.wait_until(t, on_control)
     }
 
     fn wait_until(
@@ -246,6 +282,12 @@ impl SessionHooks for ShellHooks<'_> {
             }));
         }
         if let Command::Persist(rec) = cmd {
+            // Operator changes were persisted by whoever issued them (the kill-switch CLI, the
+            // dashboard); writing the engine's echo would only double the history.
+            if matches!(rec, Record::State(c) if matches!(c.cause, robo_core::events::StateCause::Operator))
+            {
+                return;
+            }
             let symbol = match rec {
                 Record::Decision(d) => self.universe.name(d.symbol).to_string(),
                 Record::Risk(r) => self.universe.name(r.symbol).to_string(),
@@ -390,7 +432,11 @@ impl Trader<'_> {
     }
 
     fn wait(&mut self, waiter: &mut dyn Waiter, t: Ts) -> Result<(), String> {
-        wait(waiter, t, &mut self.session, &mut self.hooks)
+        wait(waiter, self.t, t, false, &mut self.session, &mut self.hooks)
+    }
+
+    fn skip_closed(&mut self, waiter: &mut dyn Waiter, t: Ts) -> Result<(), String> {
+        wait(waiter, self.t, t, true, &mut self.session, &mut self.hooks)
     }
 }
 
@@ -433,9 +479,25 @@ pub fn trade(parts: TraderParts, waiter: &mut dyn Waiter) -> anyhow::Result<RunO
     let broker = PaperBroker::new(cfg.paper, universe.len());
     let session = PaperSession::new(engine, broker);
     let now = Ts::from_utc(chrono::Utc::now());
-    let start = match (cfg.clock(), &persisted.sim_clock, &cfg.sim.start) {
+    // Resume after the latest thing recorded: the sim-clock mark is written periodically and
+    // can lag the last fills after a crash; bars are never traded twice.
+    let resume = match (
+        persisted.sim_clock,
+        store.latest_activity().context("reading the database")?,
+    ) {
+        (Some(a), Some(b)) => Some(a.max(next_minute(b))),
+        (a, b) => a.or(b.map(next_minute)),
+    };
+    let start = match (cfg.clock(), &resume, &cfg.sim.start) {
         (ClockKind::Real, _, _) => now,
-        (_, _, Some(s)) => parse_start(s)?,
+        (_, Some(r), Some(s)) => {
+            let asked = parse_start(s)?;
+            if asked < *r {
+                warn!(asked = %asked, resume = %r, "--sim-start is before what this database already traded; resuming instead (use a new --db to start over)");
+            }
+            asked.max(*r)
+        }
+        (_, None, Some(s)) => parse_start(s)?,
         (_, Some(t), None) => *t,
         (_, None, None) => match &replay {
             Some((_, bars)) => bars.first().map_or(now, |b| b.ts),
@@ -545,7 +607,7 @@ fn synthetic_loop(
         match next_step(cal, t) {
             Step::Closed { until } => {
                 info!(next_open = %calendar::ny_datetime(until).to_rfc3339(), "market closed; sleeping until the next open");
-                if let Err(r) = tr.wait(waiter, until) {
+                if let Err(r) = tr.skip_closed(waiter, until) {
                     return r;
                 }
                 t = until;
@@ -645,6 +707,11 @@ fn load_replay(
 
 const NANOS_PER_MIN: i64 = 60_000_000_000;
 
+/// The start of the minute after the one containing `t`.
+fn next_minute(t: Ts) -> Ts {
+    Ts((t.0.div_euclid(NANOS_PER_MIN) + 1) * NANOS_PER_MIN)
+}
+
 fn minutes_between(a: Ts, b: Ts) -> u32 {
     u32::try_from(((b.0 - a.0) / NANOS_PER_MIN).max(0)).unwrap_or(u32::MAX)
 }
@@ -659,26 +726,33 @@ fn parse_start(s: &str) -> anyhow::Result<Ts> {
 /// Waits until sim time `t`, applying controls as they arrive; returns the shutdown reason.
 fn wait(
     waiter: &mut dyn Waiter,
+    now: Ts,
     t: Ts,
+    closed: bool,
     session: &mut PaperSession,
     hooks: &mut ShellHooks<'_>,
 ) -> Result<(), String> {
     let mut pending: Vec<Event> = Vec::new();
     loop {
-        let r = waiter.wait_until(t, &mut |c| match c {
+        let mut handle = |c| match c {
             Control::Shutdown { reason } => Some(Interrupt::Stop(reason)),
             Control::SetState(state) => {
                 pending.push(Event::Operator {
                     command: OperatorCommand::SetTradingState { state },
-                    ts: t,
+                    ts: now,
                 });
                 Some(Interrupt::Apply)
             }
             Control::Operator(command) => {
-                pending.push(Event::Operator { command, ts: t });
+                pending.push(Event::Operator { command, ts: now });
                 Some(Interrupt::Apply)
             }
-        });
+        };
+        let r = if closed {
+            waiter.skip_closed(t, &mut handle)
+        } else {
+            waiter.wait_until(t, &mut handle)
+        };
         for ev in pending.drain(..) {
             info!(event = ?ev, "operator control applied");
             session.on_event(ev, hooks);

@@ -307,6 +307,33 @@ impl Store {
         read::starting_cash(&*self.conn()?)
     }
 
+    /// The latest event time anything in the database carries (fills, orders, decisions,
+    /// equity). A restart after a crash resumes after it, because the periodic sim-clock mark
+    /// can lag the last records by a batch.
+    pub fn latest_activity(&self) -> Result<Option<Ts>, StoreError> {
+        let conn = self.conn()?;
+        let text: Option<String> = conn.query_row(
+            "SELECT MAX(t) FROM (
+                 SELECT MAX(ts) AS t FROM fills
+                 UNION ALL SELECT MAX(created_ts) FROM orders
+                 UNION ALL SELECT MAX(ts) FROM decisions
+                 UNION ALL SELECT MAX(ts) FROM equity)",
+            [],
+            |r| r.get(0),
+        )?;
+        text.map(|t| {
+            codec::parse_ts(
+                &t,
+                At {
+                    table: "activity",
+                    column: "ts",
+                    row: "max",
+                },
+            )
+        })
+        .transpose()
+    }
+
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         ops::meta_get(&*self.conn()?, key)
     }
