@@ -3,7 +3,13 @@
 //! capped at `(max_files + 1) × max_file_mb` MB.
 //!
 //! Secrets never go through here: [`print_once_to_terminal`] writes to stderr directly, so a
-//! token shown to the operator at start-up cannot end up in the log file.
+//! token shown to the operator at start-up cannot end up in the log file (nor on the
+//! dashboard).
+//!
+//! Every event that passes the filter is also kept in a small in-memory ring and offered on a
+//! process-wide broadcast ([`recent_logs`], [`subscribe_logs`]) for the dashboard's Logs tab
+//! and the WebSocket stream. Publishing never blocks: a slow subscriber lags, it does not
+//! slow the thread that logged.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -112,7 +118,8 @@ pub fn build(
     let subscriber = Registry::default()
         .with(filter)
         .with(stderr_layer)
-        .with(file_layer);
+        .with(file_layer)
+        .with(WebLogLayer);
     Ok((subscriber, LogGuard { file }))
 }
 
@@ -132,6 +139,114 @@ pub fn print_once_to_terminal(msg: &str) {
     let mut err = io::stderr().lock();
     let _ = writeln!(err, "{msg}");
     let _ = err.flush();
+}
+
+/// One log event as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    /// Wall-clock time, RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
+    pub level: String,
+    pub target: String,
+    /// The message followed by the event's fields as `key=value`.
+    pub message: String,
+}
+
+/// How many recent lines [`recent_logs`] keeps.
+pub const LOG_RING: usize = 1000;
+
+struct LogHub {
+    ring: Mutex<std::collections::VecDeque<Arc<LogLine>>>,
+    tx: tokio::sync::broadcast::Sender<Arc<LogLine>>,
+}
+
+fn hub() -> &'static LogHub {
+    static HUB: std::sync::OnceLock<LogHub> = std::sync::OnceLock::new();
+    HUB.get_or_init(|| LogHub {
+        ring: Mutex::new(std::collections::VecDeque::with_capacity(LOG_RING)),
+        tx: tokio::sync::broadcast::channel(1024).0,
+    })
+}
+
+/// Adds a line to the ring and the broadcast (the layer calls this; tests may too).
+pub fn publish_log_line(line: LogLine) {
+    let line = Arc::new(line);
+    let hub = hub();
+    {
+        let mut ring = hub.ring.lock().unwrap_or_else(|p| p.into_inner());
+        if ring.len() >= LOG_RING {
+            ring.pop_front();
+        }
+        ring.push_back(line.clone());
+    }
+    // No subscriber is not an error.
+    let _ = hub.tx.send(line);
+}
+
+/// The most recent log lines, oldest first.
+pub fn recent_logs() -> Vec<Arc<LogLine>> {
+    let ring = hub().ring.lock().unwrap_or_else(|p| p.into_inner());
+    ring.iter().cloned().collect()
+}
+
+/// Log lines from now on.
+pub fn subscribe_logs() -> tokio::sync::broadcast::Receiver<Arc<LogLine>> {
+    hub().tx.subscribe()
+}
+
+/// Forwards every event that passed the filter to [`publish_log_line`].
+pub struct WebLogLayer;
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for WebLogLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut visitor = LineVisitor::default();
+        event.record(&mut visitor);
+        let meta = event.metadata();
+        publish_log_line(LogLine {
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            level: meta.level().to_string(),
+            target: meta.target().to_string(),
+            message: visitor.text,
+        });
+    }
+}
+
+#[derive(Default)]
+struct LineVisitor {
+    text: String,
+}
+
+impl tracing::field::Visit for LineVisitor {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.push(field.name(), value);
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.push(field.name(), &format!("{value:?}"));
+    }
+}
+
+impl LineVisitor {
+    fn push(&mut self, name: &str, value: &str) {
+        if name == "message" {
+            if self.text.is_empty() {
+                self.text = value.to_string();
+            } else {
+                self.text = format!("{value} {}", self.text);
+            }
+        } else {
+            if !self.text.is_empty() {
+                self.text.push(' ');
+            }
+            self.text.push_str(name);
+            self.text.push('=');
+            self.text.push_str(value);
+        }
+    }
 }
 
 fn open_rotating(path: &Path, max_file_mb: u32, max_files: u32) -> anyhow::Result<SharedFile> {
@@ -214,6 +329,10 @@ mod tests {
         assert!(text.contains("hello file"), "{text}");
         assert!(!text.contains("too verbose"), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
+        let web: Vec<String> = recent_logs().iter().map(|l| l.message.clone()).collect();
+        assert!(web.iter().any(|m| m == "hello file"), "{web:?}");
+        assert!(!web.iter().any(|m| m.contains("s3cret")), "{web:?}");
+        assert!(!web.iter().any(|m| m.contains("too verbose")), "{web:?}");
         assert!(
             !text.contains('\u{1b}'),
             "no colour codes in the file: {text}"

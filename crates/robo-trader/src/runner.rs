@@ -37,6 +37,8 @@ pub enum Control {
 /// What the trading thread tells the dashboard, the WebSocket and the metrics. It goes out on a
 /// bounded broadcast channel: a slow receiver lags and is dropped by its owner; the trading
 /// thread never waits for one.
+// Events travel inside an `Arc`, so the large decision record is never copied per receiver.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum BusEvent {
     /// A new bar; `at` is when the trading thread had it, for bar-to-client latency.
@@ -282,12 +284,6 @@ impl SessionHooks for ShellHooks<'_> {
             }));
         }
         if let Command::Persist(rec) = cmd {
-            // Operator changes were persisted by whoever issued them (the kill-switch CLI, the
-            // dashboard); writing the engine's echo would only double the history.
-            if matches!(rec, Record::State(c) if matches!(c.cause, robo_core::events::StateCause::Operator))
-            {
-                return;
-            }
             let symbol = match rec {
                 Record::Decision(d) => self.universe.name(d.symbol).to_string(),
                 Record::Risk(r) => self.universe.name(r.symbol).to_string(),
@@ -303,6 +299,18 @@ impl SessionHooks for ShellHooks<'_> {
                 }
                 _ => String::new(),
             };
+            if let Some(bus) = self.bus {
+                let _ = bus.send(std::sync::Arc::new(BusEvent::Record {
+                    symbol: symbol.clone(),
+                    record: rec.clone(),
+                }));
+            }
+            // Operator changes were persisted by whoever issued them (the kill-switch CLI, the
+            // dashboard); writing the engine's echo would only double the history.
+            if matches!(rec, Record::State(c) if matches!(c.cause, robo_core::events::StateCause::Operator))
+            {
+                return;
+            }
             self.writer.send(WriteOp::Record {
                 rec: rec.clone(),
                 symbol,

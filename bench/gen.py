@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Writes N minute bars (seeded random walk around $100, prices in cents) as one CSV that every
+tool reads: Datetime,Open,High,Low,Close,Volume with naive 'YYYY-MM-DD HH:MM:SS' times,
+one bar a minute, around the clock (every tool uses the bars as given)."""
+import sys, datetime
+
+def main():
+    n = int(sys.argv[1])
+    out = sys.argv[2]
+    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 42
+    x = seed & 0xFFFFFFFFFFFFFFFF
+    def rnd(m):
+        nonlocal x
+        x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        z = x
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        return (z ^ (z >> 31)) % m
+    t = datetime.datetime(2020, 1, 2, 9, 30)
+    step = datetime.timedelta(minutes=1)
+    c = 10000
+    with open(out, "w", buffering=1 << 20) as f:
+        f.write("Datetime,Open,High,Low,Close,Volume\n")
+        for _ in range(n):
+            o = max(c + rnd(11) - 5, 1000)
+            drift = -2 if o > 13000 else (2 if o < 7000 else 0)
+            c = max(o + rnd(21) - 10 + drift, 1000)
+            h = max(o, c) + rnd(6)
+            l = max(min(o, c) - rnd(6), 1)
+            f.write(f"{t:%Y-%m-%d %H:%M:%S},{o/100:.2f},{h/100:.2f},{l/100:.2f},{c/100:.2f},1000\n")
+            t += step
+
+if __name__ == "__main__":
+    main()

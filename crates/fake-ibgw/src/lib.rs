@@ -1,0 +1,1 @@
+//! The fake IB Gateway (being built).
