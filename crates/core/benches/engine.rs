@@ -43,12 +43,21 @@ fn bars(n_symbols: usize, per_symbol: usize) -> Vec<Bar> {
     out
 }
 
-fn run(bars: &[Bar], n_symbols: usize, decisions: bool) -> u64 {
-    let cfg = EngineConfig {
+/// The product defaults, except that the daily-loss and drawdown limits cannot latch: on a
+/// random walk they would switch the engine to reduce-only early and leave most bars
+/// untraded, which would flatter the figure. Every check still runs on every order.
+fn bench_config(decisions: bool) -> EngineConfig {
+    let mut cfg = EngineConfig {
         decisions,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(cfg, n_symbols);
+    cfg.risk.daily_loss_pct = rust_decimal::Decimal::new(99, 2);
+    cfg.risk.max_drawdown_pct = rust_decimal::Decimal::new(99, 2);
+    cfg
+}
+
+fn run(bars: &[Bar], n_symbols: usize, decisions: bool) -> u64 {
+    let engine = Engine::new(bench_config(decisions), n_symbols);
     let broker = PaperBroker::new(PaperConfig::default(), n_symbols);
     let mut s = PaperSession::new(engine, broker);
     for b in bars {

@@ -37,6 +37,17 @@ fn bars(n_symbols: usize, per_symbol: usize) -> Vec<Bar> {
     out
 }
 
+/// As in the criterion benchmark: product defaults with non-latching loss limits.
+fn bench_config(decisions: bool) -> EngineConfig {
+    let mut cfg = EngineConfig {
+        decisions,
+        ..EngineConfig::default()
+    };
+    cfg.risk.daily_loss_pct = rust_decimal::Decimal::new(99, 2);
+    cfg.risk.max_drawdown_pct = rust_decimal::Decimal::new(99, 2);
+    cfg
+}
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
@@ -44,10 +55,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let bars = bars(1, n);
     let t = std::time::Instant::now();
-    let cfg = EngineConfig {
-        decisions: false,
-        ..EngineConfig::default()
-    };
+    let cfg = bench_config(false);
     let mut s = PaperSession::new(
         Engine::new(cfg, 1),
         PaperBroker::new(PaperConfig::default(), 1),
@@ -57,10 +65,11 @@ fn main() {
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "{} bars in {:.3} s = {:.0} bars/s; fills {}",
+        "{} bars in {:.3} s = {:.0} bars/s; orders {}; state {}",
         n,
         secs,
         n as f64 / secs,
-        s.engine.orders().next_seq()
+        s.engine.orders().next_seq() - 1,
+        s.engine.trading_state()
     );
 }

@@ -144,7 +144,7 @@ pub struct OrderManager {
     next_seq: u64,
     /// BTreeMap so that iteration (and so the engine's commands) is in id order: deterministic.
     orders: BTreeMap<ClientOrderId, ManagedOrder>,
-    seen: HashSet<ExecId>,
+    seen: HashSet<ExecId, crate::types::FnvBuild>,
     /// Open orders per symbol, indexed by `SymbolId`.
     open_per_sym: Vec<u32>,
 }

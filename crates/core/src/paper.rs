@@ -126,7 +126,7 @@ impl PaperBroker {
         out.push(update(
             req.id,
             BrokerStatus::Submitted {
-                broker_id: Some(format!("P{}", req.id.0)),
+                broker_id: Some(broker_id_text(req.id)),
             },
             req.ts,
         ));
@@ -284,7 +284,7 @@ impl PaperBroker {
         w.fills += 1;
         w.remaining -= qty;
         out.push(Event::Fill(Fill {
-            exec_id: ExecId(format!("P-{}-{}", w.req.id, w.fills)),
+            exec_id: ExecId(exec_id_text(w.req.id, w.fills)),
             order_id: w.req.id,
             symbol: w.req.symbol,
             side: w.req.side,
@@ -1028,4 +1028,22 @@ mod tests {
         assert_eq!(prices(&ev), vec![]);
         assert_eq!(p.working(), 1);
     }
+}
+
+/// `P<order>`: the paper broker's id for an order.
+fn broker_id_text(id: ClientOrderId) -> String {
+    let mut s = String::with_capacity(12);
+    s.push('P');
+    crate::types::push_u64(&mut s, id.0);
+    s
+}
+
+/// `P-C<order>-<k>`: unique across restarts because client order ids are.
+fn exec_id_text(id: ClientOrderId, k: u32) -> String {
+    let mut s = String::with_capacity(20);
+    s.push_str("P-C");
+    crate::types::push_u64(&mut s, id.0);
+    s.push('-');
+    crate::types::push_u64(&mut s, u64::from(k));
+    s
 }

@@ -638,11 +638,6 @@ impl RiskGate {
             .then(|| (ratio_f64(dd, peak), frac_f64(self.limits.max_drawdown_pct)))
     }
 
-    /// Automatic trading-state transitions; they only escalate. A drawdown of
-    /// `max_drawdown_pct` from the peak halts; a marked-to-market daily loss of
-    /// `daily_loss_pct` of start-of-day equity switches `Active` to `ReduceOnly`. Returns the
-    /// new state and its cause when it changes. Non-positive equity, start-of-day equity or
-    /// peak, or a disabled gate, change nothing. Only an operator de-escalates.
     /// The highest equity at which [`Self::evaluate`] could change the state, given the
     /// start-of-day equity and the peak: `max(sod × (1 − daily_loss_pct), peak × (1 − max_drawdown_pct))`.
     /// The engine compares equity with this one number on every bar and asks `evaluate` only
@@ -653,6 +648,11 @@ impl RiskGate {
         daily.max(drawdown)
     }
 
+    /// Automatic trading-state transitions; they only escalate. A drawdown of
+    /// `max_drawdown_pct` from the peak halts; a marked-to-market daily loss of
+    /// `daily_loss_pct` of start-of-day equity switches `Active` to `ReduceOnly`. Returns the
+    /// new state and its cause when it changes. Non-positive equity, start-of-day equity or
+    /// peak, or a disabled gate, change nothing. Only an operator de-escalates.
     pub fn evaluate(
         &self,
         state: TradingState,
