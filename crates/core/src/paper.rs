@@ -414,6 +414,24 @@ fn last_limit(last: Price, buy: bool, limit: Price) -> Option<Price> {
     ok.then_some(last)
 }
 
+/// `P<order>`: the paper broker's id for an order.
+fn broker_id_text(id: ClientOrderId) -> String {
+    let mut s = String::with_capacity(12);
+    s.push('P');
+    crate::types::push_u64(&mut s, id.0);
+    s
+}
+
+/// `P-C<order>-<k>`: unique across restarts because client order ids are.
+fn exec_id_text(id: ClientOrderId, k: u32) -> String {
+    let mut s = String::with_capacity(20);
+    s.push_str("P-C");
+    crate::types::push_u64(&mut s, id.0);
+    s.push('-');
+    crate::types::push_u64(&mut s, u64::from(k));
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1028,22 +1046,4 @@ mod tests {
         assert_eq!(prices(&ev), vec![]);
         assert_eq!(p.working(), 1);
     }
-}
-
-/// `P<order>`: the paper broker's id for an order.
-fn broker_id_text(id: ClientOrderId) -> String {
-    let mut s = String::with_capacity(12);
-    s.push('P');
-    crate::types::push_u64(&mut s, id.0);
-    s
-}
-
-/// `P-C<order>-<k>`: unique across restarts because client order ids are.
-fn exec_id_text(id: ClientOrderId, k: u32) -> String {
-    let mut s = String::with_capacity(20);
-    s.push_str("P-C");
-    crate::types::push_u64(&mut s, id.0);
-    s.push('-');
-    crate::types::push_u64(&mut s, u64::from(k));
-    s
 }
