@@ -16,7 +16,11 @@ pub struct SimClock {
 impl SimClock {
     /// `speed` = simulated seconds per real second (1.0 = real time).
     pub fn new(origin_unix_ms: i64, speed: f64) -> Self {
-        Self { origin_ms: origin_unix_ms, start: Instant::now(), speed: speed.max(0.0) }
+        Self {
+            origin_ms: origin_unix_ms,
+            start: Instant::now(),
+            speed: speed.max(0.0),
+        }
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -58,7 +62,15 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// `YYYYMMDD`.
@@ -70,7 +82,13 @@ pub fn yyyymmdd(unix_s: i64) -> String {
 /// `YYYYMMDD HH:MM:SS` (UTC, no zone).
 pub fn date_time(unix_s: i64) -> String {
     let secs = unix_s.rem_euclid(86_400);
-    format!("{} {:02}:{:02}:{:02}", yyyymmdd(unix_s), secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        yyyymmdd(unix_s),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// `YYYYMMDD-HH:MM:SS`, the zone-less UTC form IB uses (and ibapi parses) in HistoricalDataEnd.

@@ -58,7 +58,11 @@ impl ClientHello {
         };
         let min_version = min.trim().parse().map_err(|_| bad())?;
         let max_version = max.trim().parse().map_err(|_| bad())?;
-        Ok(Self { min_version, max_version, options })
+        Ok(Self {
+            min_version,
+            max_version,
+            options,
+        })
     }
 
     pub fn accepts(&self, server_version: i32) -> bool {
@@ -82,7 +86,8 @@ pub fn frame(body: &[u8]) -> Result<Vec<u8>, CodecError> {
 pub fn proto_body(canonical_id: u32, msg: &impl prost::Message) -> Vec<u8> {
     let mut body = Vec::with_capacity(4 + msg.encoded_len());
     body.extend_from_slice(&(canonical_id + PROTOBUF_OFFSET).to_be_bytes());
-    msg.encode(&mut body).unwrap_or_else(|_| unreachable!("Vec<u8> grows on demand"));
+    msg.encode(&mut body)
+        .unwrap_or_else(|_| unreachable!("Vec<u8> grows on demand"));
     body
 }
 
@@ -172,7 +177,8 @@ impl FrameReader {
         let Some(len_bytes) = self.buf.get(skip..skip + 4) else {
             return Ok(None);
         };
-        let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+        let len =
+            u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         if len > MAX_FRAME_LEN {
             return Err(CodecError::FrameTooLarge { len });
         }
@@ -191,7 +197,10 @@ mod tests {
     #[test]
     fn parses_ibapi_hello_range() {
         let h = ClientHello::parse("v213..226").unwrap();
-        assert_eq!((h.min_version, h.max_version, h.options), (213, 226, None));
+        assert_eq!(
+            (h.min_version, h.max_version, h.options.clone()),
+            (213, 226, None)
+        );
         assert!(h.accepts(213) && h.accepts(226) && !h.accepts(212) && !h.accepts(227));
         let h = ClientHello::parse("v100..187 +PACEAPI").unwrap();
         assert_eq!(h.options.as_deref(), Some("+PACEAPI"));
@@ -227,7 +236,10 @@ mod tests {
     async fn rejects_oversized_length_prefix() {
         let mut src = tokio_test_reader(vec![0xFF, 0xFF, 0xFF, 0xFF, 1, 2]);
         let err = FrameReader::new().read_frame(&mut src).await.unwrap_err();
-        assert!(matches!(err, CodecError::FrameTooLarge { len: 0xFFFF_FFFF }));
+        assert!(matches!(
+            err,
+            CodecError::FrameTooLarge { len: 0xFFFF_FFFF }
+        ));
     }
 
     /// A reader that yields one byte per read, to exercise reassembly.
@@ -252,6 +264,9 @@ mod tests {
     fn handshake_reply_round_trips() {
         let body = handshake_reply_body(213, "20260101 12:00:00 UTC");
         assert_eq!(body, b"213\x0020260101 12:00:00 UTC\x00");
-        assert_eq!(parse_handshake_reply(&body).unwrap(), (213, "20260101 12:00:00 UTC".into()));
+        assert_eq!(
+            parse_handshake_reply(&body).unwrap(),
+            (213, "20260101 12:00:00 UTC".into())
+        );
     }
 }

@@ -197,18 +197,30 @@ mod tests {
         .encode_body();
         // 271 = 0x010F; field 1 varint 7 = 0x08 0x07 (the probe captured {1: 7}).
         assert_eq!(body, vec![0, 0, 1, 15, 0x08, 0x07]);
-        assert_eq!(Request::decode(&body).unwrap().kind(), RequestKind::StartApi);
+        assert_eq!(
+            Request::decode(&body).unwrap().kind(),
+            RequestKind::StartApi
+        );
     }
 
     #[test]
     fn current_time_request_is_an_empty_249_frame() {
-        assert_eq!(Request::decode(&[0, 0, 0, 249]).unwrap(), Request::CurrentTime(proto::Empty {}));
+        assert_eq!(
+            Request::decode(&[0, 0, 0, 249]).unwrap(),
+            Request::CurrentTime(proto::Empty {})
+        );
     }
 
     #[test]
     fn unknown_text_and_garbage_never_panic() {
-        assert!(matches!(Request::decode(&[0, 0, 0, 71, b'2', 0]).unwrap(), Request::Unknown { wire_id: 71, .. }));
-        assert!(matches!(Request::decode(&[0, 0, 3, 0xE7]).unwrap(), Request::Unknown { wire_id: 999, .. }));
+        assert!(matches!(
+            Request::decode(&[0, 0, 0, 71, b'2', 0]).unwrap(),
+            Request::Unknown { wire_id: 71, .. }
+        ));
+        assert!(matches!(
+            Request::decode(&[0, 0, 3, 0xE7]).unwrap(),
+            Request::Unknown { wire_id: 999, .. }
+        ));
         // Historical request (220) whose payload is a truncated length-delimited field.
         assert!(matches!(
             Request::decode(&[0, 0, 0, 220, 0x12, 0x05, 1]).unwrap(),
@@ -222,7 +234,10 @@ mod tests {
         let body = ServerMsg::error(-1, 2104, "ok", 5).encode_body();
         assert_eq!(&body[..4], &[0, 0, 0, 204]);
         // Field 1 (tag byte 0x08) of int32 −1 is sign-extended to 10 bytes: FF×9 01.
-        assert_eq!(&body[4..15], &[0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]);
+        assert_eq!(
+            &body[4..15],
+            &[0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]
+        );
         assert_eq!(ServerMsg::decode(&body).unwrap().error_code(), Some(2104));
     }
 }

@@ -622,6 +622,11 @@ fn synthetic_loop(
                 tr.t = t;
             }
             Step::Session { open, close } => {
+                info!(
+                    open = %calendar::ny_datetime(open).to_rfc3339(),
+                    close = %calendar::ny_datetime(close).to_rfc3339(),
+                    "market open: trading the session"
+                );
                 market.begin_session(open, minutes_between(open, close));
                 // Resuming mid-session: regenerate the minutes already past without trading them.
                 for _ in 0..minutes_between(open, t) {
