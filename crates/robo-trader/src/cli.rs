@@ -47,6 +47,8 @@ pub enum Command {
     /// Market data files: convert CSV to the binary cache.
     #[command(subcommand)]
     Data(crate::backtest::DataCommand),
+    /// Read-only diagnosis of the IB Gateway connection, account and permissions.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -2,9 +2,11 @@
 //! simulated market, the SQLite store, logging and the process lock.
 
 pub mod backtest;
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod doctor;
 pub mod lock;
 pub mod logging;
 pub mod runner;

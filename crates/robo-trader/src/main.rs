@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             robo_trader::backtest::cmd_optimize(cli.config.as_deref(), &args)
         }
         Command::Data(cmd) => robo_trader::backtest::cmd_data(&cmd),
+        Command::Doctor(args) => robo_trader::doctor::cmd_doctor(cli.config.as_deref(), &args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,1 @@
+//! Broker adapters behind one trait. (The IB Gateway session is being built.)
