@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes N minute bars (seeded random walk around $100, prices in cents) as one CSV that every
-tool reads: Datetime,Open,High,Low,Close,Volume with naive 'YYYY-MM-DD HH:MM:SS' times,
-one bar a minute, around the clock (every tool uses the bars as given)."""
+tool reads: Datetime,Open,High,Low,Close,Volume with naive New York 'YYYY-MM-DD HH:MM:SS'
+times, 390 bars a weekday from 09:30 to 15:59 (holidays are not skipped; no DST gap is hit)."""
 import sys, datetime
 
 def main():
@@ -29,6 +29,10 @@ def main():
             l = max(min(o, c) - rnd(6), 1)
             f.write(f"{t:%Y-%m-%d %H:%M:%S},{o/100:.2f},{h/100:.2f},{l/100:.2f},{c/100:.2f},1000\n")
             t += step
+            if t.hour == 16:
+                t = t.replace(hour=9, minute=30) + datetime.timedelta(days=1)
+                while t.weekday() >= 5:
+                    t += datetime.timedelta(days=1)
 
 if __name__ == "__main__":
     main()

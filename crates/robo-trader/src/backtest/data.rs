@@ -282,7 +282,8 @@ impl CacheCursor {
             return Err(self.corrupt(format!("bad prices at {ts}")));
         }
         self.last_ts = ts;
-        let d = |m: i64| Decimal::new(m, self.scale);
+        // Normalised so a cache gives the same decimal scales (and speed) as the CSV text.
+        let d = |m: i64| Decimal::new(m, self.scale).normalize();
         Ok(Some(RawBar {
             ts: Ts(ts),
             open: d(o),

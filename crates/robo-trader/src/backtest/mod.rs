@@ -433,8 +433,8 @@ pub fn summary_json(r: &RunResult, s: &RunSettings, elapsed_s: f64, skipped: u64
     put("losses", json!(t.losses));
     put("win_rate", json!(opt_f(t.win_rate)));
     put("profit_factor", json!(opt_f(t.profit_factor)));
-    put("avg_win", json!(t.avg_win));
-    put("avg_loss", json!(t.avg_loss));
+    put("avg_win", json!(t.avg_win.map(|d| d.round_dp(4))));
+    put("avg_loss", json!(t.avg_loss.map(|d| d.round_dp(4))));
     put("net_trade_pnl", json!(t.net_pnl));
     put("exposure", json!(r.exposure));
     put("turnover", json!(r.turnover));

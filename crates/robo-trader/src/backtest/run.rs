@@ -223,6 +223,7 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
     let mut bars = 0u64;
     let mut cur: Option<Ts> = None;
     let mut first_ts = None;
+    let mut n_ts = 0u64;
     let mut points = 0u64;
     let mut exposed = 0u64;
     let mut point = |t: Ts,
@@ -261,6 +262,12 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
             }
             cur = Some(bar.ts);
             first_ts.get_or_insert(bar.ts);
+            // `run` prunes at each session close; a backtest has none, so finished orders
+            // would pile up (hundreds of MB over millions of bars).
+            n_ts += 1;
+            if n_ts.is_multiple_of(4096) {
+                session.engine.prune_closed_orders();
+            }
         }
         bars += 1;
         session.on_bar(&bar, &mut hooks);
