@@ -51,6 +51,8 @@ function renderStatus(s) {
   const total = s.equity !== null && s.starting_cash !== null ? (Number(s.equity) - Number(s.starting_cash)) : null;
   $("total-pnl").textContent = usd(total); $("total-pnl").className = "value " + cls(total);
   $("realized").textContent = "realized " + usd(s.realized_pnl) + ", unrealized " + usd(s.unrealized_pnl);
+  const cs = $("ctl-state"); cs.textContent = s.trading_state; cs.className = st.className;
+  for (const b of document.querySelectorAll(".controls button[data-state]")) b.setAttribute("aria-pressed", b.dataset.state === s.trading_state ? "true" : "false");
   const k = s.kill_switch || {};
   $("ks-state").textContent = text(k.state);
   $("ks-cause").textContent = text(k.cause) + " (" + text(k.source) + ")";
@@ -87,23 +89,50 @@ async function loadPerformance() {
     ["Max drawdown", pct(p.max_drawdown.fraction) + " (" + usd(p.max_drawdown.amount) + ")"], ["Sharpe", p.sharpe === null ? "–" : Number(p.sharpe).toFixed(2)],
     ["Trades", p.trades.count], ["Win rate", pct(p.trades.win_rate)], ["Profit factor", p.trades.profit_factor === null ? "–" : Number(p.trades.profit_factor).toFixed(2)]];
   $("perf-cards").replaceChildren(...cards.map(([l, v]) => { const d = document.createElement("div"); d.className = "card"; const a = document.createElement("div"); a.className = "label"; a.textContent = l; const b = document.createElement("div"); b.className = "value"; b.textContent = text(v); d.append(a, b); return d; }));
-  const t = Date.now();
-  $("chart-equity").src = "/api/charts/equity.svg?_=" + t;
-  $("chart-drawdown").src = "/api/charts/drawdown.svg?_=" + t;
+  await loadCharts();
   fill("daily-body", p.daily.slice().reverse().map((d) => [d.date, usd(d.close), { t: usd(d.pnl), c: cls(d.pnl) }]));
+}
+// The charts are re-fetched at most every CHART_EVERY ms (rendering them costs the server more
+// than a table) and swapped in as data: URLs, so the old chart stays up until the new one is in.
+// The endpoints take no query parameters, so a cache-busting `?_=` is not an option.
+const CHART_EVERY = 5000;
+let chartsAt = 0;
+async function loadCharts() {
+  if (Date.now() - chartsAt < CHART_EVERY) return;
+  chartsAt = Date.now();
+  for (const [id, path] of [["chart-equity", "/api/charts/equity.svg"], ["chart-drawdown", "/api/charts/drawdown.svg"]]) {
+    const r = await fetch(path, { cache: "no-store" });
+    if (!r.ok) throw new Error(path + ": " + r.status);
+    $(id).src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(await r.text());
+  }
+}
+// Fractions as percentages (setting and use alike); other numbers to at most 4 decimals.
+function limitValue(v, frac) {
+  if (v === null || v === undefined || typeof v === "boolean") return text(v);
+  const n = Number(v);
+  if (isNaN(n)) return text(v);
+  return frac ? pct(n) : n.toLocaleString(undefined, { maximumFractionDigits: 4 });
 }
 async function loadRisk() {
   const r = await api("/api/risk");
-  fill("limits-body", r.limits.map((l) => [l.name, l.limit, l.use === null ? "(" + l.detail + ")" : (typeof l.use === "number" && l.unit.startsWith("fraction") ? pct(l.use) : l.use), l.unit]));
+  fill("limits-body", r.limits.map((l) => {
+    const frac = String(l.unit).startsWith("fraction");
+    return [l.name, limitValue(l.limit, frac), l.use === null ? "(" + l.detail + ")" : limitValue(l.use, frac), l.unit];
+  }));
   fill("refusals-body", r.refusals.map((x) => [x.check, x.count, x.last_ts, x.last_reason]));
 }
 async function loadLogs() {
   const l = await api("/api/logs?limit=500&level=trace");
   logs.length = 0; logs.push(...l.logs); renderLogs();
 }
+let logsFrame = 0;
+function scheduleLogs() { if (!logsFrame) logsFrame = requestAnimationFrame(() => { logsFrame = 0; renderLogs(); }); }
 function renderLogs() {
   const max = LEVELS.indexOf($("log-level").value);
-  $("log-lines").textContent = logs.filter((l) => LEVELS.indexOf(l.level.toLowerCase()) <= max).map((l) => l.ts + " " + l.level + " " + l.target + ": " + l.message).join("\n");
+  const pre = $("log-lines");
+  const follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 20;
+  pre.textContent = logs.filter((l) => LEVELS.indexOf(l.level.toLowerCase()) <= max).map((l) => l.ts + " " + l.level + " " + l.target + ": " + l.message).join("\n");
+  if (follow) pre.scrollTop = pre.scrollHeight;
 }
 
 const loaders = { overview: loadOverview, watchlist: loadWatchlist, positions: loadPositions, orders: loadOrders, decisions: loadDecisions, performance: loadPerformance, risk: loadRisk, logs: loadLogs };
@@ -117,9 +146,22 @@ function refresh(delay) {
   }, delay || 0);
 }
 
+// On a narrow screen the tab strip scrolls sideways: keep the selected tab in view.
+function revealTab(b) {
+  const nav = b.parentElement, pad = 16;
+  if (b.offsetLeft < nav.scrollLeft) nav.scrollLeft = b.offsetLeft - pad;
+  else if (b.offsetLeft + b.offsetWidth > nav.scrollLeft + nav.clientWidth) nav.scrollLeft = b.offsetLeft + b.offsetWidth - nav.clientWidth + pad;
+}
+
 function selectTab(name) {
   activeTab = name;
-  for (const b of document.querySelectorAll("nav button")) b.classList.toggle("active", b.dataset.tab === name);
+  for (const b of document.querySelectorAll("nav button")) {
+    const on = b.dataset.tab === name;
+    b.classList.toggle("active", on);
+    b.setAttribute("aria-selected", on ? "true" : "false");
+    b.tabIndex = on ? 0 : -1;
+    if (on) revealTab(b);
+  }
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "tab-" + name;
   refresh(0);
 }
@@ -130,21 +172,36 @@ function onMessage(m) {
   switch (m.type) {
     case "snapshot": if (m.status) renderStatus(m.status); break;
     case "connection": refresh(200); break;
-    case "log": logs.push(m); if (logs.length > LOG_KEEP) logs.shift(); if (activeTab === "logs") renderLogs(); break;
+    case "log": logs.push(m); if (logs.length > LOG_KEEP) logs.splice(0, logs.length - LOG_KEEP); if (activeTab === "logs") scheduleLogs(); break;
     case "heartbeat": $("clock").textContent = m.clock + " (" + m.clock_source + ")"; break;
     case "market": case "signal": if (activeTab === "watchlist") refresh(500); break;
     default: refresh(500); // fill, order, position, decision, performance, risk
   }
 }
 
+// The server drops a client that falls behind (or restarts): reconnect after 1 s, doubling up
+// to 10 s while nothing gets through; the snapshot sent on connect catches the page up.
+let retries = 0;
 function connect() {
   const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
   const s = $("stream");
   ws.onopen = () => { s.textContent = "live"; s.className = "pill ok"; };
-  ws.onmessage = (e) => { try { onMessage(JSON.parse(e.data)); } catch (err) { showError("bad stream message: " + err); } };
-  ws.onclose = () => { s.textContent = "reconnecting…"; s.className = "pill bad"; setTimeout(connect, 2000); };
+  ws.onmessage = (e) => {
+    retries = 0;
+    let m;
+    try { m = JSON.parse(e.data); } catch (err) { showError("bad stream message: " + err); return; }
+    onMessage(m);
+  };
+  ws.onclose = () => {
+    const wait = Math.min(1000 * 2 ** retries, 10000);
+    retries += 1;
+    s.textContent = "reconnecting…"; s.className = "pill bad";
+    setTimeout(connect, wait);
+  };
   ws.onerror = () => {};
 }
+
+function ctlResult(kind, msg) { const e = $("ctl-result"); e.textContent = msg; e.className = "banner " + kind; }
 
 async function control(btn) {
   const token = $("token").value.trim();
@@ -155,14 +212,24 @@ async function control(btn) {
   if (btn.classList.contains("danger") && !window.confirm(btn.textContent + "?")) return;
   try {
     const r = await fetch(path, opts);
-    const body = await r.json();
-    $("ctl-result").textContent = r.ok ? "done: " + body.action + (body.state ? " → " + body.state : "") + " (recorded as " + body.recorded + ")" : "refused (" + r.status + "): " + body.error;
-  } catch (e) { $("ctl-result").textContent = "failed: " + e; }
+    const body = await r.json().catch(() => ({}));
+    if (r.ok) ctlResult("ok", "done: " + body.action + (body.state ? " → " + body.state : "") + " (recorded as " + body.recorded + ")");
+    else ctlResult("bad", "refused (" + r.status + "): " + text(body.error) + (r.status === 401 ? " — enter the token from <db>.token" : ""));
+  } catch (e) { ctlResult("bad", "failed: " + e); }
   refresh(0);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll("nav button")) b.addEventListener("click", () => selectTab(b.dataset.tab));
+  document.querySelector("nav").addEventListener("keydown", (e) => {
+    const tabs = [...document.querySelectorAll("nav button")];
+    const i = tabs.findIndex((b) => b.dataset.tab === activeTab);
+    const j = e.key === "ArrowRight" ? i + 1 : e.key === "ArrowLeft" ? i - 1 : e.key === "Home" ? 0 : e.key === "End" ? tabs.length - 1 : null;
+    if (j === null) return;
+    e.preventDefault();
+    const t = tabs[(j + tabs.length) % tabs.length];
+    selectTab(t.dataset.tab); t.focus();
+  });
   for (const b of document.querySelectorAll(".controls button")) b.addEventListener("click", () => control(b));
   $("token").value = sessionStorage.getItem("robo-token") || "";
   $("log-level").addEventListener("change", renderLogs);

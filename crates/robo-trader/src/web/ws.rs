@@ -25,7 +25,7 @@ use super::{origin_allowed, ApiError, AppState};
 use crate::runner::BusEvent;
 
 /// Messages a client may have queued before it counts as too slow.
-pub const CLIENT_QUEUE: usize = 256;
+pub const CLIENT_QUEUE: usize = 1024;
 /// How often a heartbeat goes out.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Protocol version in every message.
@@ -327,15 +327,32 @@ async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Out>,
 ) {
-    while let Some(out) = rx.recv().await {
-        if sink.send(Message::Text(out.text)).await.is_err() {
+    // Feed everything already queued, then flush once: one write per burst instead of one per
+    // message keeps a fast market from outrunning a healthy client.
+    let mut batch: Vec<Out> = Vec::with_capacity(64);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        for out in &batch {
+            if sink.feed(Message::Text(out.text.clone())).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
             return;
         }
-        if let Some(at) = out.bar_at {
-            let secs = at.elapsed().as_secs_f64();
-            shared
-                .metrics
-                .with(|| metrics::histogram!("robo_bar_to_websocket_latency_seconds").record(secs));
+        for out in batch.drain(..) {
+            if let Some(at) = out.bar_at {
+                let secs = at.elapsed().as_secs_f64();
+                shared.metrics.with(|| {
+                    metrics::histogram!("robo_bar_to_websocket_latency_seconds").record(secs)
+                });
+            }
         }
     }
     let _ = sink.close().await;
