@@ -488,8 +488,6 @@ fn money(d: Decimal) -> Value {
 /// The `status` summary. Money is decimal text in dollars.
 pub(crate) fn status_json(conn: &Connection) -> Result<Value, StoreError> {
     let start = starting_cash(conn)?;
-    let fill_rows = fills(conn)?;
-    let cash = start.map(|s| cash_from(s, &fill_rows)).transpose()?;
 
     // Open lots per symbol, exact, marked at the last known price.
     let mut st = conn.prepare(
@@ -548,32 +546,55 @@ pub(crate) fn status_json(conn: &Connection) -> Result<Value, StoreError> {
             "unrealized_pnl": money(upl),
         }));
     }
-    let realized: Decimal = {
-        let mut st = conn.prepare("SELECT symbol, realized_pnl FROM positions")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        let mut sum = Decimal::ZERO;
+    // Per-symbol totals, maintained with every fill: O(symbols), not O(fills), so the status
+    // stays cheap on a long-lived database. By the FIFO identity (store/fifo.rs),
+    // cash = starting cash + Σ realized_pnl − Σ cost_basis of the open lots.
+    let (mut realized, mut basis, mut commissions) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+    {
+        let mut st =
+            conn.prepare("SELECT symbol, realized_pnl, cost_basis, commissions FROM positions")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
         for row in rows {
-            let (sym, v) = row?;
-            let v = parse_dec(
-                &v,
-                At {
-                    table: "positions",
-                    column: "realized_pnl",
-                    row: &sym,
-                },
+            let (sym, r, b, c) = row?;
+            let at = |column| At {
+                table: "positions",
+                column,
+                row: &sym,
+            };
+            realized = ck(
+                realized.checked_add(parse_dec(&r, at("realized_pnl"))?),
+                "realized P&L",
+                &sym,
             )?;
-            sum = ck(sum.checked_add(v), "realized P&L", &sym)?;
+            basis = ck(
+                basis.checked_add(parse_dec(&b, at("cost_basis"))?),
+                "cost basis",
+                &sym,
+            )?;
+            commissions = ck(
+                commissions.checked_add(parse_dec(&c, at("commissions"))?),
+                "commissions",
+                &sym,
+            )?;
         }
-        sum
-    };
-    let mut commissions = Decimal::ZERO;
-    for f in &fill_rows {
-        commissions = ck(
-            commissions.checked_add(f.commission),
-            "commissions",
-            &f.symbol,
-        )?;
     }
+    let cash = start
+        .map(|s| {
+            ck(
+                s.checked_add(realized).and_then(|v| v.checked_sub(basis)),
+                "cash",
+                "all",
+            )
+        })
+        .transpose()?;
+    let fill_count: i64 = conn.query_row("SELECT COUNT(*) FROM fills", [], |r| r.get(0))?;
     let equity = cash
         .map(|c| ck(c.checked_add(market_value), "equity", "all"))
         .transpose()?;
@@ -617,7 +638,7 @@ pub(crate) fn status_json(conn: &Connection) -> Result<Value, StoreError> {
         "commissions": money(commissions),
         "positions": positions,
         "open_orders": open,
-        "fills": fill_rows.len(),
+        "fills": fill_count,
         "trading_state": state.as_str(),
         "trading_state_detail": {
             "state": state.as_str(),

@@ -103,18 +103,36 @@ pub struct Db {
     pub conn: Connection,
 }
 
-/// Runs `f` on the blocking pool against fresh read-only connections.
+/// Idle connections kept for reuse; more than this are closed after use.
+const POOL_MAX: usize = 8;
+
+/// Runs `f` on the blocking pool against read-only connections, reused from the pool (each
+/// request still sees the latest committed data: WAL readers start a fresh snapshot per
+/// statement outside a transaction).
 async fn with_db<T: Send + 'static>(
     shared: &AppState,
     f: impl FnOnce(&Db) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let path = shared.ctx.db.clone();
+    let shared = shared.clone();
     tokio::task::spawn_blocking(move || {
-        let db = Db {
-            store: Store::open_read_only(&path)?,
-            conn: raw_conn(&path)?,
+        let pooled = shared.db_pool.lock().ok().and_then(|mut p| p.pop());
+        let db = match pooled {
+            Some(db) => db,
+            None => Db {
+                store: Store::open_read_only(&shared.ctx.db)?,
+                conn: raw_conn(&shared.ctx.db)?,
+            },
         };
-        f(&db)
+        let out = f(&db);
+        // A connection that just failed is dropped rather than reused.
+        if out.is_ok() {
+            if let Ok(mut p) = shared.db_pool.lock() {
+                if p.len() < POOL_MAX {
+                    p.push(db);
+                }
+            }
+        }
+        out
     })
     .await
     .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?

@@ -62,6 +62,9 @@ pub struct Shared {
     pub started: chrono::DateTime<chrono::Utc>,
     /// Serialises control writes so two clicks cannot interleave their records.
     pub control_lock: tokio::sync::Mutex<()>,
+    /// Idle read-only database connections, reused across requests: opening two SQLite
+    /// connections per request cost more than answering it.
+    pub db_pool: std::sync::Mutex<Vec<api::Db>>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -79,6 +82,7 @@ pub async fn start(web: &WebConfig, ctx: WebContext) -> anyhow::Result<WebHandle
         metrics: live::Metrics::new(),
         started: chrono::Utc::now(),
         control_lock: tokio::sync::Mutex::new(()),
+        db_pool: std::sync::Mutex::new(Vec::new()),
         ctx,
     });
     // Subscribe before serving, so no bar published after `start` returns is missed.
