@@ -260,6 +260,20 @@ impl SessionHooks for ShellHooks<'_> {
             .commit_intent(req, self.universe.name(req.symbol))
             .map_err(|e| format!("order intent not persisted: {e}"))?;
         failpoint("after_intent_commit_hook");
+        // The intent is durable: tell the web side (the order-ack latency starts here). The row
+        // itself is already in the store, so this goes on the bus only.
+        if let Some(bus) = self.bus {
+            let _ = bus.send(std::sync::Arc::new(BusEvent::Record {
+                symbol: self.universe.name(req.symbol).to_string(),
+                record: Record::OrderStatus {
+                    order_id: req.id,
+                    state: OrderState::New,
+                    filled_qty: 0,
+                    reason: None,
+                    ts: req.ts,
+                },
+            }));
+        }
         Ok(())
     }
 
