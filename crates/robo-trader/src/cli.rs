@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rust_decimal::Decimal;
 
-use crate::config::{BrokerKind, ClockKind, SimSpeed};
+use crate::config::{BrokerKind, ClockKind, IbOrders, SimSpeed};
 
 /// robo-trader: an automated trading system for Interactive Brokers.
 #[derive(Debug, Clone, Parser)]
@@ -154,6 +154,15 @@ pub struct RunArgs {
         allow_negative_numbers = true
     )]
     pub client_id: Option<i64>,
+
+    /// With --broker ibkr: `local` fills orders in-process on IB's market data, `paper` sends
+    /// them to the gateway's account [default: local].
+    #[arg(long, env = "IB_ORDERS", value_enum)]
+    pub ib_orders: Option<IbOrders>,
+
+    /// Allow a live-money gateway port (4001, 7496); `run` then asks for a typed confirmation.
+    #[arg(long)]
+    pub live: bool,
 
     /// Do not record a decision row per bar and symbol.
     #[arg(long)]

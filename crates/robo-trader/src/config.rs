@@ -247,7 +247,31 @@ pub struct IbConfig {
     pub client_ids: Vec<i32>,
     /// The account to trade. Secret-ish: redacted by [`redacted_toml`].
     pub account: Option<String>,
+    /// Where `--broker ibkr` sends orders: filled in-process on IB's market data, or to the
+    /// gateway's account.
+    pub orders: IbOrders,
+    /// Refuse orders (and expect drops) inside IB Gateway's nightly restart window,
+    /// 23:45–01:45 New York. Off only for gateways that do not restart (the fake one).
+    pub restart_window: bool,
+    /// Set only by `--live`: a live-money port (4001, 7496) is refused without it. Never read
+    /// from a file, so no config can enable real money by itself.
+    #[serde(skip)]
+    pub live: bool,
 }
+
+/// Where `--broker ibkr` sends orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum IbOrders {
+    /// IB market data; orders filled by the in-process paper broker (nothing reaches IB).
+    #[default]
+    Local,
+    /// Orders go to the gateway's account (use the paper gateway, port 4002).
+    Paper,
+}
+
+/// Ports where IB Gateway (4001) and TWS (7496) trade real money.
+pub const LIVE_PORTS: [u16; 2] = [4001, 7496];
 
 impl Default for IbConfig {
     fn default() -> Self {
@@ -257,6 +281,9 @@ impl Default for IbConfig {
             client_id: 10,
             client_ids: Vec::new(),
             account: None,
+            orders: IbOrders::Local,
+            restart_window: true,
+            live: false,
         }
     }
 }
@@ -389,6 +416,16 @@ impl Config {
         check_client_id("ib.client_id", i64::from(self.ib.client_id))?;
         for (i, id) in self.ib.client_ids.iter().enumerate() {
             check_client_id(&format!("ib.client_ids[{i}]"), i64::from(*id))?;
+        }
+        if self.broker == BrokerKind::Ibkr && LIVE_PORTS.contains(&self.ib.port) && !self.ib.live {
+            return Err(ConfigError::invalid(
+                "ib.port",
+                format!(
+                    "{} is a live-money port (4001 IB Gateway, 7496 TWS); pass --live to trade real \
+                     money, or use the paper gateway (4002)",
+                    self.ib.port
+                ),
+            ));
         }
         Ok(())
     }
@@ -832,6 +869,10 @@ pub fn apply_overrides(cfg: &mut Config, a: &RunArgs) -> Result<(), ConfigError>
     if let Some(id) = a.client_id {
         cfg.ib.client_id = check_client_id("--client-id/IB_CLIENT_ID", id)?;
     }
+    if let Some(orders) = a.ib_orders {
+        cfg.ib.orders = orders;
+    }
+    cfg.ib.live = a.live;
     if a.no_decisions {
         cfg.decisions = false;
     }

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod lock;
 pub mod logging;
 pub mod runner;
+pub mod runner_ibkr;
 pub mod sim;
 pub mod store;
 pub mod web;

@@ -166,10 +166,7 @@ fn cmd_kill_switch(
 fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = load_config(path, args)?;
     if cfg.broker == BrokerKind::Ibkr {
-        anyhow::bail!(
-            "--broker ibkr is not available in this build yet: the IB Gateway session is still being \
-             built. Use --broker sim (the default)."
-        );
+        robo_trader::runner_ibkr::preflight(&cfg)?;
     }
     // Take the lock before anything touches the database or the log, so a second `run` on the
     // same database refuses at once instead of fighting.
@@ -305,9 +302,22 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
     };
     let writer_for_trader = writer.clone();
     let cfg_for_trader = cfg.clone();
+    let rt_handle = rt.handle().clone();
     let handle = std::thread::Builder::new()
         .name("trader".into())
         .spawn(move || {
+            if cfg_for_trader.broker == BrokerKind::Ibkr {
+                return robo_trader::runner_ibkr::trade(
+                    TraderParts {
+                        cfg: cfg_for_trader,
+                        store,
+                        writer: writer_for_trader,
+                        bus: Some(bus),
+                    },
+                    rx,
+                    rt_handle,
+                );
+            }
             let mut waiter = ChannelWaiter {
                 pacer: Pacer::new(speed, sim0),
                 rx,

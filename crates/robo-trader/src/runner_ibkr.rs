@@ -1,0 +1,874 @@
+//! `run --broker ibkr`: the engine on IB Gateway market data, driven by the real clock.
+//!
+//! One dedicated thread owns the engine, as in the sim. The session supervisor, the bar
+//! subscriptions and the order listener run on the tokio runtime and feed the thread through
+//! one channel; the thread calls the broker with `block_on` (it is not a runtime thread).
+//!
+//! Orders go either to the in-process paper broker, filled on IB's minute bars
+//! ([`IbOrders::Local`]), or to the gateway's account ([`IbOrders::Paper`]). Every session
+//! transition is recorded in `connection_events` and given to the engine, which refuses orders
+//! unless Ready. After every (re)connect the account is reconciled (fills since the last exec
+//! id, applied once by exec id) before the session may become Ready.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::BufRead;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use robo_core::engine::{Engine, EngineConfig, RestoreState};
+use robo_core::events::{BrokerStatus, Command, Event, OperatorCommand, OrderUpdate, Record};
+use robo_core::orders::OrderState;
+use robo_core::paper::PaperBroker;
+use robo_core::session::{PaperSession, SessionHooks};
+use robo_core::types::{Bar, ClientOrderId, ConnectionState, OrderRequest, Ts, Universe};
+use tokio::runtime::Handle as RtHandle;
+use tracing::{error, info, warn};
+
+use crate::broker::ibkr::HistBarSize;
+use crate::broker::{
+    BrokerEvent, HistQuery, IbkrBroker, Reconciliation, Session, SessionConfig, SessionState,
+    Transition,
+};
+use crate::config::{Config, IbOrders};
+use crate::runner::{Bus, BusEvent, Control, RunOutcome, TraderParts};
+use crate::store::{failpoint, PersistedState, StoreWriter, WriteOp};
+
+/// History asked per symbol at start to warm the strategies (one day of 1-minute bars).
+const BACKFILL_SECS: i32 = 86_400;
+/// Bound of one order or cancel request as seen from the trading thread.
+const ORDER_BOUND: Duration = Duration::from_secs(5);
+/// Bound of one reconciliation; a failure is retried while the session stays Syncing.
+const RECONCILE_BOUND: Duration = Duration::from_secs(15);
+const RECONCILE_RETRY: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the gateway to confirm cancels and report last fills.
+const DRAIN_BOUND: Duration = Duration::from_millis(1500);
+/// The exact text `--live` asks to be typed.
+pub const LIVE_CONFIRMATION: &str = "LIVE";
+
+/// Before anything starts: with `--live`, asks for the typed confirmation on stdin (or
+/// `ROBO_LIVE_CONFIRM=LIVE` for an unattended start).
+pub fn preflight(cfg: &Config) -> anyhow::Result<()> {
+    if !cfg.ib.live {
+        return Ok(());
+    }
+    if std::env::var("ROBO_LIVE_CONFIRM").ok().as_deref() == Some(LIVE_CONFIRMATION) {
+        warn!(
+            port = cfg.ib.port,
+            "live trading confirmed by ROBO_LIVE_CONFIRM"
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "robo-trader: --live: orders may reach a REAL-MONEY account through {}:{}.\n\
+         Type {LIVE_CONFIRMATION} and press Enter to continue:",
+        cfg.ib.host, cfg.ib.port
+    );
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the --live confirmation")?;
+    if line.trim() != LIVE_CONFIRMATION {
+        anyhow::bail!("--live was not confirmed (expected {LIVE_CONFIRMATION:?}); nothing started");
+    }
+    Ok(())
+}
+
+/// The session settings `run` uses for `cfg`.
+pub fn session_config(cfg: &Config) -> SessionConfig {
+    let mut sc = SessionConfig::from_ib(&cfg.ib);
+    if !cfg.ib.restart_window {
+        sc.restart_window = None;
+    }
+    // With in-process fills the gateway only gives data: there is no account to reconcile.
+    sc.require_reconcile = cfg.ib.orders == IbOrders::Paper;
+    sc
+}
+
+/// What reaches the trading thread from the runtime.
+// Bars are small and frequent; boxing them would allocate per bar.
+#[allow(clippy::large_enum_variant)]
+enum Input {
+    Bar(Bar),
+    Broker(BrokerEvent),
+    Transition(Transition),
+    /// Re-read the current state: at start, or when transitions were lost (the thread lagged).
+    Resync(&'static str),
+}
+
+/// The shell side of the engine: commit intents, log orders and fills, queue records, publish.
+struct Hooks<'a> {
+    writer: &'a StoreWriter,
+    bus: Option<&'a Bus>,
+    universe: &'a Universe,
+    fills: u64,
+    orders: u64,
+}
+
+impl SessionHooks for Hooks<'_> {
+    fn before_place(&mut self, req: &OrderRequest) -> Result<(), String> {
+        self.writer
+            .commit_intent(req, self.universe.name(req.symbol))
+            .map_err(|e| format!("order intent not persisted: {e}"))?;
+        failpoint("after_intent_commit_hook");
+        Ok(())
+    }
+
+    fn after_place(&mut self, req: &OrderRequest) {
+        self.orders += 1;
+        info!(
+            order_id = %req.id, symbol = self.universe.name(req.symbol), side = %req.side,
+            qty = req.qty, kind = req.kind.as_str(), purpose = req.purpose.as_str(), "order placed"
+        );
+        failpoint("after_send");
+    }
+
+    fn command(&mut self, cmd: &Command) {
+        if let (Some(bus), Command::Publish(update)) = (self.bus, cmd) {
+            let symbol = match update {
+                robo_core::events::Update::Position(p) => self.universe.name(p.symbol),
+                robo_core::events::Update::Signal { symbol, .. } => self.universe.name(*symbol),
+            };
+            let _ = bus.send(Arc::new(BusEvent::Update {
+                symbol: symbol.to_string(),
+                update: *update,
+            }));
+        }
+        if let Command::Persist(rec) = cmd {
+            let symbol = match rec {
+                Record::Decision(d) => self.universe.name(d.symbol).to_string(),
+                Record::Risk(r) => self.universe.name(r.symbol).to_string(),
+                Record::Fill(f) => {
+                    self.fills += 1;
+                    info!(
+                        exec_id = %f.exec_id, order_id = %f.order_id,
+                        symbol = self.universe.name(f.symbol), side = %f.side, qty = f.qty,
+                        price = %f.price, commission = %f.commission, "fill"
+                    );
+                    failpoint("after_fill");
+                    self.universe.name(f.symbol).to_string()
+                }
+                _ => String::new(),
+            };
+            if let Some(bus) = self.bus {
+                let _ = bus.send(Arc::new(BusEvent::Record {
+                    symbol: symbol.clone(),
+                    record: rec.clone(),
+                }));
+            }
+            // Operator changes were persisted by whoever issued them.
+            if matches!(rec, Record::State(c) if matches!(c.cause, robo_core::events::StateCause::Operator))
+            {
+                return;
+            }
+            self.writer.send(WriteOp::Record {
+                rec: rec.clone(),
+                symbol,
+            });
+        }
+    }
+}
+
+/// The engine and where its orders go.
+// One of each per run; the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Exec {
+    /// In-process fills on IB's bars: the sim's loop, fed by the gateway.
+    Local(PaperSession),
+    /// Orders to the gateway; statuses and fills come back as broker events.
+    Gateway {
+        engine: Engine,
+        queue: VecDeque<Event>,
+        cmds: Vec<Command>,
+    },
+}
+
+impl Exec {
+    fn engine(&self) -> &Engine {
+        match self {
+            Exec::Local(s) => &s.engine,
+            Exec::Gateway { engine, .. } => engine,
+        }
+    }
+
+    fn engine_mut(&mut self) -> &mut Engine {
+        match self {
+            Exec::Local(s) => &mut s.engine,
+            Exec::Gateway { engine, .. } => engine,
+        }
+    }
+}
+
+/// The trading thread's state.
+struct Trader<'a> {
+    exec: Exec,
+    hooks: Hooks<'a>,
+    broker: IbkrBroker,
+    rt: &'a RtHandle,
+    universe: &'a Universe,
+    /// Latest event time: the last bar's, or the wall clock before any bar.
+    t: Ts,
+    /// Per symbol, the newest bar the strategies have seen; older live bars are skipped.
+    seen_until: Vec<Option<Ts>>,
+    /// The exec id reconciliation continues after.
+    last_exec: Option<String>,
+    last_marks: Instant,
+    /// A failed reconciliation is retried at this instant (while still Syncing).
+    reconcile_retry: Option<Instant>,
+    subscribed: bool,
+}
+
+impl Trader<'_> {
+    /// One event through the engine; in gateway mode the commands are carried out here.
+    fn feed(&mut self, ev: Event) {
+        let rt = self.rt;
+        let broker = &self.broker;
+        let hooks = &mut self.hooks;
+        let (engine, queue, cmds) = match &mut self.exec {
+            Exec::Local(s) => {
+                s.on_event(ev, hooks);
+                return;
+            }
+            Exec::Gateway {
+                engine,
+                queue,
+                cmds,
+            } => (engine, queue, cmds),
+        };
+        queue.push_back(ev);
+        while let Some(ev) = queue.pop_front() {
+            hooks.event(&ev);
+            engine.handle(&ev, cmds);
+            for cmd in cmds.drain(..) {
+                match cmd {
+                    Command::Place(req) => {
+                        if let Err(reason) = hooks.before_place(&req) {
+                            queue.push_back(rejected(&req, reason));
+                            continue;
+                        }
+                        let sent = rt.block_on(async {
+                            tokio::time::timeout(ORDER_BOUND, broker.place_order(&req)).await
+                        });
+                        match sent {
+                            Ok(Ok(ib_id)) => {
+                                hooks.writer.send(WriteOp::BrokerId {
+                                    order_id: req.id,
+                                    broker_id: ib_id.to_string(),
+                                    ts: req.ts,
+                                });
+                                hooks.after_place(&req);
+                            }
+                            // Never resent: if it did reach the gateway, its fills still come
+                            // back (by orderRef) and are booked on the rejected order.
+                            Ok(Err(refusal)) => {
+                                warn!(order_id = %req.id, "order not sent: {refusal}");
+                                queue.push_back(rejected(&req, refusal.to_string()));
+                            }
+                            Err(_) => {
+                                warn!(order_id = %req.id, "the gateway did not take the order in time");
+                                queue.push_back(rejected(
+                                    &req,
+                                    format!(
+                                        "no answer from the gateway within {} s (not resent)",
+                                        ORDER_BOUND.as_secs()
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    Command::Cancel(id) => {
+                        let r = rt.block_on(async {
+                            tokio::time::timeout(ORDER_BOUND, broker.cancel_order(id)).await
+                        });
+                        match r {
+                            Ok(Ok(())) => info!(order_id = %id, "cancel sent"),
+                            Ok(Err(e)) => warn!(order_id = %id, "cancel not sent: {e}"),
+                            Err(_) => warn!(order_id = %id, "cancel: no answer in time"),
+                        }
+                    }
+                    other => hooks.command(&other),
+                }
+            }
+        }
+    }
+
+    fn on_bar(&mut self, bar: Bar) {
+        let i = bar.symbol.index();
+        if self
+            .seen_until
+            .get(i)
+            .copied()
+            .flatten()
+            .is_some_and(|s| bar.ts <= s)
+        {
+            return;
+        }
+        if let Some(s) = self.seen_until.get_mut(i) {
+            *s = Some(bar.ts);
+        }
+        let arrived = Instant::now();
+        if let Some(bus) = self.hooks.bus {
+            let _ = bus.send(Arc::new(BusEvent::Bar {
+                symbol: self.universe.name(bar.symbol).to_string(),
+                bar,
+                at: arrived,
+            }));
+            let _ = bus.send(Arc::new(BusEvent::Clock {
+                now: bar.ts.plus_secs(60),
+            }));
+        }
+        self.t = self.t.max(bar.ts);
+        match &mut self.exec {
+            Exec::Local(s) => s.on_bar(&bar, &mut self.hooks),
+            Exec::Gateway { .. } => self.feed(Event::Bar(bar)),
+        }
+        self.write_marks(false);
+    }
+
+    fn write_marks(&mut self, force: bool) {
+        if !force && self.last_marks.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        self.last_marks = Instant::now();
+        let engine = self.exec.engine();
+        let marks = self
+            .universe
+            .ids()
+            .filter_map(|id| {
+                engine
+                    .ledger()
+                    .mark_of(id)
+                    .map(|p| (self.universe.name(id).to_string(), p, self.t))
+            })
+            .collect();
+        self.hooks.writer.send(WriteOp::Marks {
+            marks,
+            sim_clock: self.t,
+            peak_equity: engine.peak_equity(),
+        });
+    }
+
+    /// Records a transition and acts on it. `Err` = the session stopped for good.
+    fn on_transition(&mut self, tr: &Transition) -> Result<(), String> {
+        let state = tr.to.connection_state();
+        let ts = Ts::from_utc(tr.at);
+        record_transition(self.hooks.writer, tr);
+        if let SessionState::Fatal { reason } = &tr.to {
+            self.feed(Event::Connection { state, ts });
+            return Err(format!("IB session stopped: {reason}"));
+        }
+        if tr.to.is_connected() && !self.subscribed {
+            self.backfill_and_subscribe();
+        }
+        self.feed(Event::Connection { state, ts });
+        if matches!(tr.to, SessionState::Syncing { .. }) {
+            self.reconcile();
+        }
+        Ok(())
+    }
+
+    /// Records and applies the current state (at start, or after lost transitions).
+    fn resync(&mut self, why: &str) -> Result<(), String> {
+        let now = chrono::Utc::now();
+        let to = self.broker.session().state();
+        self.on_transition(&Transition {
+            from: to.clone(),
+            to,
+            reason: why.to_string(),
+            at: now,
+            generation: self.broker.session().generation(),
+        })
+    }
+
+    /// Warms every strategy on a day of 1-minute history, then subscribes to live bars.
+    fn backfill_and_subscribe(&mut self) {
+        self.subscribed = true;
+        let q = HistQuery {
+            bar: HistBarSize::Min1,
+            duration_secs: BACKFILL_SECS,
+            regular_hours_only: false,
+        };
+        for id in self.universe.ids() {
+            let got = self.rt.block_on(self.broker.historical_bars(id, &q));
+            match got {
+                Ok(mut bars) => {
+                    bars.sort_by_key(|b| b.ts);
+                    // The newest bar ending "now" may be a minute still in progress.
+                    bars.pop();
+                    for b in &bars {
+                        self.exec.engine_mut().warm_up(b);
+                    }
+                    if let (Some(last), Some(s)) =
+                        (bars.last(), self.seen_until.get_mut(id.index()))
+                    {
+                        *s = Some(last.ts);
+                        self.t = self.t.max(last.ts);
+                    }
+                    info!(
+                        symbol = self.universe.name(id),
+                        bars = bars.len(),
+                        "history loaded"
+                    );
+                }
+                Err(e) => warn!(
+                    symbol = self.universe.name(id),
+                    "no history (the strategy warms up on live bars): {e}"
+                ),
+            }
+        }
+    }
+
+    /// Applies a reconciliation: fills once each by exec id, engine orders no longer open at the
+    /// broker settled, positions compared. Then the session may become Ready.
+    fn reconcile(&mut self) {
+        if !matches!(self.exec, Exec::Gateway { .. }) {
+            return;
+        }
+        let last = self.last_exec.clone();
+        let got = self.rt.block_on(async {
+            tokio::time::timeout(RECONCILE_BOUND, self.broker.reconcile(last.as_deref())).await
+        });
+        let rec = match got {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                warn!("reconciliation failed (retrying): {e}");
+                self.reconcile_retry = Some(Instant::now() + RECONCILE_RETRY);
+                return;
+            }
+            Err(_) => {
+                warn!(
+                    "reconciliation took longer than {} s (retrying)",
+                    RECONCILE_BOUND.as_secs()
+                );
+                self.reconcile_retry = Some(Instant::now() + RECONCILE_RETRY);
+                return;
+            }
+        };
+        self.reconcile_retry = None;
+        self.apply_reconciliation(rec);
+    }
+
+    fn apply_reconciliation(&mut self, rec: Reconciliation) {
+        let n_fills = rec.fills.len();
+        for f in rec.fills {
+            self.last_exec = Some(f.exec_id.0.clone());
+            self.feed(Event::Fill(f));
+        }
+        let open_at_broker: HashSet<ClientOrderId> = rec
+            .open_orders
+            .iter()
+            .filter_map(|o| o.client_order_id)
+            .collect();
+        let gone = self
+            .exec
+            .engine()
+            .orders()
+            .open_ids_where(|o| !open_at_broker.contains(&o.req.id));
+        for id in gone {
+            self.feed(Event::OrderUpdate(OrderUpdate {
+                order_id: id,
+                status: BrokerStatus::Cancelled {
+                    reason: "not open at the broker after reconnecting".into(),
+                },
+                ts: self.t,
+            }));
+        }
+        let ledger = self.exec.engine().ledger();
+        for id in self.universe.ids() {
+            let name = self.universe.name(id);
+            let broker_qty: i64 = rec
+                .positions
+                .iter()
+                .filter(|p| p.symbol.eq_ignore_ascii_case(name))
+                .map(|p| p.qty)
+                .sum();
+            if broker_qty != ledger.qty(id) {
+                warn!(
+                    symbol = name,
+                    broker = broker_qty,
+                    ledger = ledger.qty(id),
+                    "position differs from the broker's after reconciliation"
+                );
+            }
+        }
+        info!(
+            fills = n_fills,
+            open_orders = open_at_broker.len(),
+            "reconciled"
+        );
+    }
+
+    fn on_input(&mut self, input: Input) -> Result<(), String> {
+        match input {
+            Input::Bar(b) => self.on_bar(b),
+            Input::Broker(BrokerEvent::Order(u)) => self.feed(Event::OrderUpdate(u)),
+            Input::Broker(BrokerEvent::Fill(f)) => {
+                self.last_exec = Some(f.exec_id.0.clone());
+                self.feed(Event::Fill(f));
+            }
+            Input::Transition(t) => self.on_transition(&t)?,
+            Input::Resync(why) => self.resync(why)?,
+        }
+        Ok(())
+    }
+
+    fn on_control(&mut self, c: Control) -> Option<String> {
+        let ev = match c {
+            Control::Shutdown { reason } => return Some(reason),
+            Control::SetState(state) => Event::Operator {
+                command: OperatorCommand::SetTradingState { state },
+                ts: self.t,
+            },
+            Control::Operator(command) => Event::Operator {
+                command,
+                ts: self.t,
+            },
+        };
+        info!(event = ?ev, "operator control applied");
+        self.feed(ev);
+        None
+    }
+}
+
+/// One row of `connection_events`.
+fn record_transition(writer: &StoreWriter, t: &Transition) {
+    writer.send(WriteOp::Connection {
+        state: t.to.connection_state(),
+        reason: format!("{} -> {}: {}", t.from.name(), t.to.name(), t.reason),
+        ts: Ts::from_utc(t.at),
+    });
+}
+
+fn rejected(req: &OrderRequest, reason: String) -> Event {
+    Event::OrderUpdate(OrderUpdate {
+        order_id: req.id,
+        status: BrokerStatus::Rejected { reason },
+        ts: req.ts,
+    })
+}
+
+/// The engine from config and the database. Unlike the sim's, open orders are restored in
+/// gateway mode: they may still be working at IB (reconciliation settles the rest).
+fn build_engine(
+    cfg: &Config,
+    universe: &Universe,
+    persisted: &PersistedState,
+    keep_open: bool,
+) -> Engine {
+    let ecfg = EngineConfig {
+        strategy: cfg.strategy.clone(),
+        risk: cfg.risk.clone(),
+        sizing: cfg.sizing,
+        stops: cfg.stops,
+        starting_cash: persisted.starting_cash.unwrap_or(cfg.starting_cash),
+        bar_seconds: i64::from(cfg.bar_seconds),
+        decisions: cfg.decisions,
+        equity_every_secs: 60,
+        tif: robo_core::types::Tif::Day,
+    };
+    let mut engine = Engine::new(ecfg, universe.len());
+    let open_orders = if keep_open {
+        persisted
+            .open_orders
+            .iter()
+            .filter_map(|o| match o.to_managed(universe) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    warn!(order_id = %o.id, "open order not restored: {e}");
+                    None
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    engine.restore(RestoreState {
+        fills: persisted
+            .fills
+            .iter()
+            .filter_map(|f| f.to_fill(universe))
+            .collect(),
+        open_orders,
+        seen_execs: persisted.seen_exec_ids.iter().cloned().collect(),
+        next_order_seq: persisted.next_order_seq,
+        trading_state: persisted.trading_state,
+        marks: persisted
+            .marks
+            .iter()
+            .filter_map(|(name, price, ts)| universe.id(name).map(|id| (id, *price, *ts)))
+            .collect(),
+        peak_equity: persisted.peak_equity,
+    });
+    engine
+}
+
+/// The trading thread for `--broker ibkr`: connect, backfill, trade until told to stop.
+/// `controls` carries shutdown and the kill switch, as in the sim; `rt` runs the session.
+pub fn trade(
+    parts: TraderParts,
+    controls: Receiver<Control>,
+    rt: RtHandle,
+) -> anyhow::Result<RunOutcome> {
+    let TraderParts {
+        cfg,
+        store,
+        writer,
+        bus,
+    } = parts;
+    let persisted = store.load_state().context("loading the database")?;
+    let universe = cfg.universe().context("symbols")?;
+    let gateway_orders = cfg.ib.orders == IbOrders::Paper;
+
+    if !gateway_orders {
+        // The in-process broker of a previous run did not survive it.
+        for o in &persisted.open_orders {
+            warn!(order_id = %o.id, "settling an order left open by the previous run: cancelled");
+            writer.send(WriteOp::Record {
+                rec: Record::OrderStatus {
+                    order_id: o.id,
+                    state: OrderState::Cancelled,
+                    filled_qty: o.filled,
+                    reason: Some(
+                        "open at restart; the in-process paper broker did not survive".into(),
+                    ),
+                    ts: o.updated,
+                },
+                symbol: o.symbol.clone(),
+            });
+        }
+    }
+    let engine = build_engine(&cfg, &universe, &persisted, gateway_orders);
+    let exec = if gateway_orders {
+        Exec::Gateway {
+            engine,
+            queue: VecDeque::new(),
+            cmds: Vec::new(),
+        }
+    } else {
+        Exec::Local(PaperSession::new(
+            engine,
+            PaperBroker::new(cfg.paper, universe.len()),
+        ))
+    };
+
+    let (in_tx, in_rx) = mpsc::channel::<Input>();
+    let sc = session_config(&cfg);
+    info!(
+        addr = %sc.addr(), client_id = cfg.ib.client_id,
+        orders = ?cfg.ib.orders, "connecting to IB Gateway"
+    );
+    let broker = rt.block_on(async {
+        let session = Session::start(sc);
+        let mut transitions = session.transitions();
+        // Whatever happened before the subscription is covered by re-reading the state.
+        let _ = in_tx.send(Input::Resync("session started"));
+        let (broker, mut events) = IbkrBroker::new(session, universe.clone());
+        let tx = in_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match transitions.recv().await {
+                    Ok(t) => {
+                        if tx.send(Input::Transition(t)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if tx
+                            .send(Input::Resync("state re-read: transitions were lost"))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        if gateway_orders {
+            let tx = in_tx.clone();
+            tokio::spawn(async move {
+                while let Some(e) = events.recv().await {
+                    if tx.send(Input::Broker(e)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        broker
+    });
+
+    let mut tr = Trader {
+        exec,
+        hooks: Hooks {
+            writer: &writer,
+            bus: bus.as_ref(),
+            universe: &universe,
+            fills: 0,
+            orders: 0,
+        },
+        broker,
+        rt: &rt,
+        universe: &universe,
+        t: Ts::from_utc(chrono::Utc::now()),
+        seen_until: vec![None; universe.len()],
+        last_exec: persisted.fills.last().map(|f| f.exec_id.0.clone()),
+        last_marks: Instant::now(),
+        reconcile_retry: None,
+        subscribed: false,
+    };
+    // Nothing leaves the engine before the session says Ready.
+    tr.feed(Event::Connection {
+        state: ConnectionState::Disconnected,
+        ts: tr.t,
+    });
+
+    let mut bars_started = false;
+    let outcome: Result<String, String> = loop {
+        match controls.try_recv() {
+            Ok(c) => {
+                if let Some(reason) = tr.on_control(c) {
+                    break Ok(reason);
+                }
+                continue;
+            }
+            Err(TryRecvError::Disconnected) => break Ok("control channel closed".into()),
+            Err(TryRecvError::Empty) => {}
+        }
+        if tr.subscribed && !bars_started {
+            bars_started = true;
+            // The subscription spawns its tasks on the runtime.
+            let _in_rt = rt.enter();
+            let mut bars = tr
+                .broker
+                .subscribe_minute_bars(universe.ids().collect::<Vec<_>>());
+            let tx = in_tx.clone();
+            rt.spawn(async move {
+                while let Some(b) = bars.recv().await {
+                    if tx.send(Input::Bar(b)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        if tr.reconcile_retry.is_some_and(|at| Instant::now() >= at) {
+            tr.reconcile_retry = None;
+            if matches!(tr.broker.session().state(), SessionState::Syncing { .. }) {
+                tr.reconcile();
+            }
+        }
+        match in_rx.recv_timeout(Duration::from_millis(25)) {
+            Ok(input) => {
+                if let Err(e) = tr.on_input(input) {
+                    break Err(e);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => tr.write_marks(false),
+            Err(RecvTimeoutError::Disconnected) => break Ok("the session tasks ended".into()),
+        }
+    };
+
+    shutdown(&mut tr, &in_rx);
+    let session = tr.broker.session().clone();
+    let _ = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(2), session.shutdown()).await });
+    // The supervisor's last transitions (down to "shut down") belong in the history too. They
+    // are forwarded by another task, so wait briefly for the final one; if it is late, record
+    // the end of the session ourselves rather than leave the history open.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let mut closed = false;
+    while !closed {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match in_rx.recv_timeout(left) {
+            Ok(Input::Transition(t)) => {
+                closed = t.reason.contains("shut down");
+                record_transition(&writer, &t);
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    if !closed {
+        writer.send(WriteOp::Connection {
+            state: robo_core::types::ConnectionState::Disconnected,
+            reason: "shut down".into(),
+            ts: Ts::from_utc(chrono::Utc::now()),
+        });
+    }
+    info!(
+        orders = tr.hooks.orders,
+        fills = tr.hooks.fills,
+        "trading loop stopped"
+    );
+    match outcome {
+        Ok(reason) => Ok(RunOutcome {
+            exit_reason: reason,
+        }),
+        Err(e) => {
+            error!("{e}");
+            Err(anyhow::anyhow!(e))
+        }
+    }
+}
+
+/// No new orders; cancel working entries (orders of the in-process broker cannot outlive us,
+/// so all of those); keep protective exits at the broker; take the gateway's last answers.
+fn shutdown(tr: &mut Trader<'_>, in_rx: &Receiver<Input>) {
+    let t = tr.t;
+    tr.feed(Event::Connection {
+        state: ConnectionState::Disconnected,
+        ts: t,
+    });
+    match &tr.exec {
+        Exec::Local(_) => tr.feed(Event::Operator {
+            command: OperatorCommand::CancelAll,
+            ts: t,
+        }),
+        Exec::Gateway { .. } => {
+            let entries = tr
+                .exec
+                .engine()
+                .orders()
+                .open_ids_where(|o| o.req.purpose.is_entry());
+            for id in entries {
+                let r = tr.rt.block_on(async {
+                    tokio::time::timeout(ORDER_BOUND, tr.broker.cancel_order(id)).await
+                });
+                if !matches!(r, Ok(Ok(()))) {
+                    warn!(order_id = %id, "shutdown: entry order could not be cancelled");
+                }
+            }
+            // Market orders fill at once and cancels are confirmed quickly: wait for those
+            // answers so the ledger ends equal to the broker's, bounded.
+            let awaited = |o: &robo_core::orders::ManagedOrder| {
+                o.req.purpose.is_entry() || o.req.kind == robo_core::types::OrderKind::Market
+            };
+            let deadline = Instant::now() + DRAIN_BOUND;
+            while tr.exec.engine().orders().open_orders().any(awaited) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match in_rx.recv_timeout(left) {
+                    Ok(Input::Broker(BrokerEvent::Order(u))) => tr.feed(Event::OrderUpdate(u)),
+                    Ok(Input::Broker(BrokerEvent::Fill(f))) => tr.feed(Event::Fill(f)),
+                    Ok(Input::Transition(t)) => record_transition(tr.hooks.writer, &t),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            let still: Vec<String> = tr
+                .exec
+                .engine()
+                .orders()
+                .open_orders()
+                .map(|o| o.req.id.to_string())
+                .collect();
+            if !still.is_empty() {
+                info!(orders = %still.join(","), "left working at the broker");
+            }
+        }
+    }
+    tr.write_marks(true);
+}
