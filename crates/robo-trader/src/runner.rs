@@ -246,12 +246,28 @@ pub fn default_sim_start(cal: &Calendar, now: Ts) -> Ts {
 }
 
 /// The shell side of the session: commit intents, log orders and fills, queue records.
-struct ShellHooks<'a> {
-    writer: &'a StoreWriter,
-    bus: Option<&'a Bus>,
-    universe: &'a Universe,
-    fills: u64,
-    orders: u64,
+pub(crate) struct ShellHooks<'a> {
+    pub(crate) writer: &'a StoreWriter,
+    pub(crate) bus: Option<&'a Bus>,
+    pub(crate) universe: &'a Universe,
+    pub(crate) fills: u64,
+    pub(crate) orders: u64,
+}
+
+impl<'a> ShellHooks<'a> {
+    pub(crate) fn new(
+        writer: &'a StoreWriter,
+        bus: Option<&'a Bus>,
+        universe: &'a Universe,
+    ) -> Self {
+        ShellHooks {
+            writer,
+            bus,
+            universe,
+            fills: 0,
+            orders: 0,
+        }
+    }
 }
 
 impl SessionHooks for ShellHooks<'_> {
@@ -342,8 +358,15 @@ pub struct TraderParts {
     pub bus: Option<Bus>,
 }
 
-/// Builds the engine from config and the persisted state.
-pub fn build_engine(cfg: &Config, universe: &Universe, persisted: &PersistedState) -> Engine {
+/// The engine from config and the database: fills replayed, executions, marks and the trading
+/// state restored. With `keep_open` the open orders are restored too (at a real broker they
+/// may still be working; reconciliation settles the rest); the sim settles them instead.
+pub fn build_engine(
+    cfg: &Config,
+    universe: &Universe,
+    persisted: &PersistedState,
+    keep_open: bool,
+) -> Engine {
     let ecfg = EngineConfig {
         strategy: cfg.strategy.clone(),
         risk: cfg.risk.clone(),
@@ -356,23 +379,36 @@ pub fn build_engine(cfg: &Config, universe: &Universe, persisted: &PersistedStat
         tif: robo_core::types::Tif::Day,
     };
     let mut engine = Engine::new(ecfg, universe.len());
-    let marks = persisted
-        .marks
-        .iter()
-        .filter_map(|(name, price, ts)| universe.id(name).map(|id| (id, *price, *ts)))
-        .collect();
-    let fills = persisted
-        .fills
-        .iter()
-        .filter_map(|f| f.to_fill(universe))
-        .collect();
+    let open_orders = if keep_open {
+        persisted
+            .open_orders
+            .iter()
+            .filter_map(|o| match o.to_managed(universe) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    warn!(order_id = %o.id, "open order not restored: {e}");
+                    None
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     engine.restore(RestoreState {
-        fills,
-        open_orders: Vec::new(),
-        seen_execs: Vec::new(),
+        fills: persisted
+            .fills
+            .iter()
+            .filter_map(|f| f.to_fill(universe))
+            .collect(),
+        open_orders,
+        seen_execs: persisted.seen_exec_ids.iter().cloned().collect(),
         next_order_seq: persisted.next_order_seq,
         trading_state: persisted.trading_state,
-        marks,
+        marks: persisted
+            .marks
+            .iter()
+            .filter_map(|(name, price, ts)| universe.id(name).map(|id| (id, *price, *ts)))
+            .collect(),
         peak_equity: persisted.peak_equity,
     });
     engine
@@ -497,7 +533,7 @@ pub fn trade(parts: TraderParts, waiter: &mut dyn Waiter) -> anyhow::Result<RunO
         });
     }
 
-    let engine = build_engine(&cfg, &universe, &persisted);
+    let engine = build_engine(&cfg, &universe, &persisted, false);
     let broker = PaperBroker::new(cfg.paper, universe.len());
     let session = PaperSession::new(engine, broker);
     let now = Ts::from_utc(chrono::Utc::now());
@@ -528,13 +564,7 @@ pub fn trade(parts: TraderParts, waiter: &mut dyn Waiter) -> anyhow::Result<RunO
     };
     let mut tr = Trader {
         session,
-        hooks: ShellHooks {
-            writer: &writer,
-            bus: bus.as_ref(),
-            universe: &universe,
-            fills: 0,
-            orders: 0,
-        },
+        hooks: ShellHooks::new(&writer, bus.as_ref(), &universe),
         writer: &writer,
         universe: &universe,
         latency: Latency::default(),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use robo_core::engine::{Engine, EngineConfig, RestoreState};
+use robo_core::engine::Engine;
 use robo_core::events::{BrokerStatus, Command, Event, OperatorCommand, OrderUpdate, Record};
 use robo_core::orders::OrderState;
 use robo_core::paper::PaperBroker;
@@ -32,8 +32,8 @@ use crate::broker::{
     Transition,
 };
 use crate::config::{Config, IbOrders};
-use crate::runner::{Bus, BusEvent, Control, RunOutcome, TraderParts};
-use crate::store::{failpoint, PersistedState, StoreWriter, WriteOp};
+use crate::runner::{BusEvent, Control, RunOutcome, ShellHooks, TraderParts};
+use crate::store::{StoreWriter, WriteOp};
 
 /// History asked per symbol at start to warm the strategies (one day of 1-minute bars).
 const BACKFILL_SECS: i32 = 86_400;
@@ -98,79 +98,6 @@ enum Input {
     Resync(&'static str),
 }
 
-/// The shell side of the engine: commit intents, log orders and fills, queue records, publish.
-struct Hooks<'a> {
-    writer: &'a StoreWriter,
-    bus: Option<&'a Bus>,
-    universe: &'a Universe,
-    fills: u64,
-    orders: u64,
-}
-
-impl SessionHooks for Hooks<'_> {
-    fn before_place(&mut self, req: &OrderRequest) -> Result<(), String> {
-        self.writer
-            .commit_intent(req, self.universe.name(req.symbol))
-            .map_err(|e| format!("order intent not persisted: {e}"))?;
-        failpoint("after_intent_commit_hook");
-        Ok(())
-    }
-
-    fn after_place(&mut self, req: &OrderRequest) {
-        self.orders += 1;
-        info!(
-            order_id = %req.id, symbol = self.universe.name(req.symbol), side = %req.side,
-            qty = req.qty, kind = req.kind.as_str(), purpose = req.purpose.as_str(), "order placed"
-        );
-        failpoint("after_send");
-    }
-
-    fn command(&mut self, cmd: &Command) {
-        if let (Some(bus), Command::Publish(update)) = (self.bus, cmd) {
-            let symbol = match update {
-                robo_core::events::Update::Position(p) => self.universe.name(p.symbol),
-                robo_core::events::Update::Signal { symbol, .. } => self.universe.name(*symbol),
-            };
-            let _ = bus.send(Arc::new(BusEvent::Update {
-                symbol: symbol.to_string(),
-                update: *update,
-            }));
-        }
-        if let Command::Persist(rec) = cmd {
-            let symbol = match rec {
-                Record::Decision(d) => self.universe.name(d.symbol).to_string(),
-                Record::Risk(r) => self.universe.name(r.symbol).to_string(),
-                Record::Fill(f) => {
-                    self.fills += 1;
-                    info!(
-                        exec_id = %f.exec_id, order_id = %f.order_id,
-                        symbol = self.universe.name(f.symbol), side = %f.side, qty = f.qty,
-                        price = %f.price, commission = %f.commission, "fill"
-                    );
-                    failpoint("after_fill");
-                    self.universe.name(f.symbol).to_string()
-                }
-                _ => String::new(),
-            };
-            if let Some(bus) = self.bus {
-                let _ = bus.send(Arc::new(BusEvent::Record {
-                    symbol: symbol.clone(),
-                    record: rec.clone(),
-                }));
-            }
-            // Operator changes were persisted by whoever issued them.
-            if matches!(rec, Record::State(c) if matches!(c.cause, robo_core::events::StateCause::Operator))
-            {
-                return;
-            }
-            self.writer.send(WriteOp::Record {
-                rec: rec.clone(),
-                symbol,
-            });
-        }
-    }
-}
-
 /// The engine and where its orders go.
 // One of each per run; the size difference does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -204,7 +131,7 @@ impl Exec {
 /// The trading thread's state.
 struct Trader<'a> {
     exec: Exec,
-    hooks: Hooks<'a>,
+    hooks: ShellHooks<'a>,
     broker: IbkrBroker,
     rt: &'a RtHandle,
     universe: &'a Universe,
@@ -549,61 +476,6 @@ fn rejected(req: &OrderRequest, reason: String) -> Event {
     })
 }
 
-/// The engine from config and the database. Unlike the sim's, open orders are restored in
-/// gateway mode: they may still be working at IB (reconciliation settles the rest).
-fn build_engine(
-    cfg: &Config,
-    universe: &Universe,
-    persisted: &PersistedState,
-    keep_open: bool,
-) -> Engine {
-    let ecfg = EngineConfig {
-        strategy: cfg.strategy.clone(),
-        risk: cfg.risk.clone(),
-        sizing: cfg.sizing,
-        stops: cfg.stops,
-        starting_cash: persisted.starting_cash.unwrap_or(cfg.starting_cash),
-        bar_seconds: i64::from(cfg.bar_seconds),
-        decisions: cfg.decisions,
-        equity_every_secs: 60,
-        tif: robo_core::types::Tif::Day,
-    };
-    let mut engine = Engine::new(ecfg, universe.len());
-    let open_orders = if keep_open {
-        persisted
-            .open_orders
-            .iter()
-            .filter_map(|o| match o.to_managed(universe) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    warn!(order_id = %o.id, "open order not restored: {e}");
-                    None
-                }
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    engine.restore(RestoreState {
-        fills: persisted
-            .fills
-            .iter()
-            .filter_map(|f| f.to_fill(universe))
-            .collect(),
-        open_orders,
-        seen_execs: persisted.seen_exec_ids.iter().cloned().collect(),
-        next_order_seq: persisted.next_order_seq,
-        trading_state: persisted.trading_state,
-        marks: persisted
-            .marks
-            .iter()
-            .filter_map(|(name, price, ts)| universe.id(name).map(|id| (id, *price, *ts)))
-            .collect(),
-        peak_equity: persisted.peak_equity,
-    });
-    engine
-}
-
 /// The trading thread for `--broker ibkr`: connect, backfill, trade until told to stop.
 /// `controls` carries shutdown and the kill switch, as in the sim; `rt` runs the session.
 pub fn trade(
@@ -639,7 +511,7 @@ pub fn trade(
             });
         }
     }
-    let engine = build_engine(&cfg, &universe, &persisted, gateway_orders);
+    let engine = crate::runner::build_engine(&cfg, &universe, &persisted, gateway_orders);
     let exec = if gateway_orders {
         Exec::Gateway {
             engine,
@@ -701,13 +573,7 @@ pub fn trade(
 
     let mut tr = Trader {
         exec,
-        hooks: Hooks {
-            writer: &writer,
-            bus: bus.as_ref(),
-            universe: &universe,
-            fills: 0,
-            orders: 0,
-        },
+        hooks: ShellHooks::new(&writer, bus.as_ref(), &universe),
         broker,
         rt: &rt,
         universe: &universe,
