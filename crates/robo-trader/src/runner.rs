@@ -57,6 +57,12 @@ pub enum BusEvent {
     },
     /// Sim (or real) time advanced to this instant.
     Clock { now: Ts },
+    /// The IB session answered a heartbeat (`server_time`) after `latency`, on its
+    /// `generation`-th connection (a higher generation than before = a reconnect).
+    Heartbeat {
+        latency: std::time::Duration,
+        generation: u64,
+    },
 }
 
 /// The sending side of the bus.

@@ -9,6 +9,11 @@
 //! transition is recorded in `connection_events` and given to the engine, which refuses orders
 //! unless Ready. After every (re)connect the account is reconciled (fills since the last exec
 //! id, applied once by exec id) before the session may become Ready.
+//!
+//! In regular hours (NYSE calendar, wall clock) a symbol without a minute bar for two intervals
+//! is re-requested once; silent for two more it is untradeable (recorded in
+//! `connection_events`, entries refused, exits and bars still flow) until a bar arrives. With
+//! in-process fills, DAY orders expire at the regular close.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::BufRead;
@@ -44,6 +49,10 @@ const RECONCILE_BOUND: Duration = Duration::from_secs(15);
 const RECONCILE_RETRY: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the gateway to confirm cancels and report last fills.
 const DRAIN_BOUND: Duration = Duration::from_millis(1500);
+/// Live bars are minute bars: the stale-feed detector counts in these.
+const BAR_INTERVAL: Duration = Duration::from_secs(60);
+/// Intervals without a bar before a resubscribe, and again before the symbol is untradeable.
+const STALE_INTERVALS: u32 = 2;
 /// The exact text `--live` asks to be typed.
 pub const LIVE_CONFIRMATION: &str = "LIVE";
 
@@ -85,6 +94,127 @@ pub fn session_config(cfg: &Config) -> SessionConfig {
     // With in-process fills the gateway only gives data: there is no account to reconcile.
     sc.require_reconcile = cfg.ib.orders == IbOrders::Paper;
     sc
+}
+
+/// Where one symbol's live bar feed stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FeedHealth {
+    Flowing,
+    /// Stale once; its bars were re-requested.
+    Resubscribed,
+    /// Stale again after the resubscribe: no new entries until a bar arrives.
+    Untradeable,
+}
+
+/// What the detector asks the trader to do for one symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FeedAction {
+    Resubscribe(usize),
+    MarkUntradeable(usize),
+}
+
+/// Per symbol: the last bar's arrival and the feed's health. Only regular hours count; outside
+/// them the clocks restart, so the first check after the open allows a full grace period.
+struct FeedWatch {
+    /// How long without a bar before acting (each of the two steps).
+    stale_after: Duration,
+    last: Vec<Instant>,
+    health: Vec<FeedHealth>,
+}
+
+impl FeedWatch {
+    fn new(symbols: usize, stale_after: Duration, now: Instant) -> Self {
+        FeedWatch {
+            stale_after,
+            last: vec![now; symbols],
+            health: vec![FeedHealth::Flowing; symbols],
+        }
+    }
+
+    /// A bar arrived; returns the health it had (an `Untradeable` one recovers).
+    fn on_bar(&mut self, i: usize, now: Instant) -> Option<FeedHealth> {
+        let was = *self.health.get(i)?;
+        self.health[i] = FeedHealth::Flowing;
+        self.last[i] = now;
+        Some(was)
+    }
+
+    fn check(&mut self, now: Instant, regular_hours: bool) -> Vec<FeedAction> {
+        let mut out = Vec::new();
+        for (i, (last, health)) in self.last.iter_mut().zip(self.health.iter_mut()).enumerate() {
+            if !regular_hours {
+                *last = now;
+                continue;
+            }
+            if now.saturating_duration_since(*last) < self.stale_after {
+                continue;
+            }
+            match health {
+                FeedHealth::Flowing => {
+                    *health = FeedHealth::Resubscribed;
+                    *last = now;
+                    out.push(FeedAction::Resubscribe(i));
+                }
+                FeedHealth::Resubscribed => {
+                    *health = FeedHealth::Untradeable;
+                    out.push(FeedAction::MarkUntradeable(i));
+                }
+                FeedHealth::Untradeable => {}
+            }
+        }
+        out
+    }
+
+    fn untradeable(&self, i: usize) -> bool {
+        self.health.get(i) == Some(&FeedHealth::Untradeable)
+    }
+}
+
+/// When the in-process broker's DAY orders expire: the regular close, on the wall clock.
+struct CloseClock {
+    calendar: robo_core::calendar::Calendar,
+    next: Ts,
+}
+
+impl CloseClock {
+    fn new(calendar: robo_core::calendar::Calendar, now: Ts) -> Self {
+        let next = calendar.next_close(now);
+        CloseClock { calendar, next }
+    }
+
+    /// The close passed since the last call, if one did (once each, even after a long pause).
+    fn due(&mut self, now: Ts) -> Option<Ts> {
+        if now < self.next {
+            return None;
+        }
+        let close = self.next;
+        self.next = self.calendar.next_close(now);
+        Some(close)
+    }
+}
+
+/// The shell's hooks, plus the refusal of new entries in symbols whose feed went stale.
+struct GatedHooks<'h, 'a> {
+    inner: &'h mut ShellHooks<'a>,
+    feeds: &'h FeedWatch,
+}
+
+impl SessionHooks for GatedHooks<'_, '_> {
+    fn before_place(&mut self, req: &OrderRequest) -> Result<(), String> {
+        if req.purpose.is_entry() && self.feeds.untradeable(req.symbol.index()) {
+            return Err("no market data for this symbol (stale feed): entries refused".into());
+        }
+        self.inner.before_place(req)
+    }
+    fn after_place(&mut self, req: &OrderRequest) {
+        self.inner.after_place(req)
+    }
+    fn command(&mut self, cmd: &Command) {
+        self.inner.command(cmd)
+    }
+    fn event(&mut self, ev: &Event) {
+        self.inner.event(ev)
+    }
 }
 
 /// What reaches the trading thread from the runtime.
@@ -145,6 +275,10 @@ struct Trader<'a> {
     /// A failed reconciliation is retried at this instant (while still Syncing).
     reconcile_retry: Option<Instant>,
     subscribed: bool,
+    feeds: FeedWatch,
+    /// Regular hours on the wall clock; `None` checks feeds at all hours.
+    calendar: Option<robo_core::calendar::Calendar>,
+    close: CloseClock,
 }
 
 impl Trader<'_> {
@@ -152,7 +286,10 @@ impl Trader<'_> {
     fn feed(&mut self, ev: Event) {
         let rt = self.rt;
         let broker = &self.broker;
-        let hooks = &mut self.hooks;
+        let hooks = &mut GatedHooks {
+            inner: &mut self.hooks,
+            feeds: &self.feeds,
+        };
         let (engine, queue, cmds) = match &mut self.exec {
             Exec::Local(s) => {
                 s.on_event(ev, hooks);
@@ -180,7 +317,7 @@ impl Trader<'_> {
                         });
                         match sent {
                             Ok(Ok(ib_id)) => {
-                                hooks.writer.send(WriteOp::BrokerId {
+                                hooks.inner.writer.send(WriteOp::BrokerId {
                                     order_id: req.id,
                                     broker_id: ib_id.to_string(),
                                     ts: req.ts,
@@ -236,6 +373,15 @@ impl Trader<'_> {
             *s = Some(bar.ts);
         }
         let arrived = Instant::now();
+        if self.feeds.on_bar(i, arrived) == Some(FeedHealth::Untradeable) {
+            let symbol = self.universe.name(bar.symbol);
+            info!(symbol, "bars are back: the symbol is tradeable again");
+            self.hooks.writer.send(WriteOp::Connection {
+                state: self.broker.session().connection_state(),
+                reason: format!("feed {symbol}: bars are back, tradeable again"),
+                ts: Ts::from_utc(chrono::Utc::now()),
+            });
+        }
         if let Some(bus) = self.hooks.bus {
             let _ = bus.send(Arc::new(BusEvent::Bar {
                 symbol: self.universe.name(bar.symbol).to_string(),
@@ -248,7 +394,13 @@ impl Trader<'_> {
         }
         self.t = self.t.max(bar.ts);
         match &mut self.exec {
-            Exec::Local(s) => s.on_bar(&bar, &mut self.hooks),
+            Exec::Local(s) => s.on_bar(
+                &bar,
+                &mut GatedHooks {
+                    inner: &mut self.hooks,
+                    feeds: &self.feeds,
+                },
+            ),
             Exec::Gateway { .. } => self.feed(Event::Bar(bar)),
         }
         self.write_marks(false);
@@ -441,6 +593,72 @@ impl Trader<'_> {
         Ok(())
     }
 
+    /// Stale feeds: re-request once, then mark the symbol untradeable (recorded).
+    fn check_feeds(&mut self) {
+        if !self.subscribed {
+            // The clocks start when the bars are requested.
+            self.feeds.check(Instant::now(), false);
+            return;
+        }
+        let now = chrono::Utc::now();
+        let regular = self
+            .calendar
+            .as_ref()
+            .is_none_or(|c| c.is_open(Ts::from_utc(now)));
+        // Only a live connection can deliver bars; a drop is the session's business.
+        let live = self.broker.session().state().is_connected();
+        for action in self.feeds.check(Instant::now(), regular && live) {
+            match action {
+                FeedAction::Resubscribe(i) => {
+                    let Some(id) = self.universe.ids().nth(i) else {
+                        continue;
+                    };
+                    let symbol = self.universe.name(id);
+                    warn!(
+                        symbol,
+                        "no minute bar for {STALE_INTERVALS} intervals: resubscribing"
+                    );
+                    self.broker.resubscribe_bars(id);
+                }
+                FeedAction::MarkUntradeable(i) => {
+                    let Some(id) = self.universe.ids().nth(i) else {
+                        continue;
+                    };
+                    let symbol = self.universe.name(id);
+                    error!(
+                        symbol,
+                        "still no minute bar after resubscribing: untradeable (no new entries)"
+                    );
+                    self.hooks.writer.send(WriteOp::Connection {
+                        state: self.broker.session().connection_state(),
+                        reason: format!(
+                            "feed {symbol}: no bars for {} s after a resubscribe, untradeable",
+                            self.feeds.stale_after.as_secs()
+                        ),
+                        ts: Ts::from_utc(now),
+                    });
+                }
+            }
+        }
+    }
+
+    /// At the regular close, the in-process broker's DAY orders expire (as IB's would).
+    fn check_close(&mut self) {
+        let Some(close) = self.close.due(Ts::from_utc(chrono::Utc::now())) else {
+            return;
+        };
+        if let Exec::Local(s) = &mut self.exec {
+            info!(close = %close, "regular close: DAY orders expire");
+            s.on_session_close(
+                close,
+                &mut GatedHooks {
+                    inner: &mut self.hooks,
+                    feeds: &self.feeds,
+                },
+            );
+        }
+    }
+
     fn on_control(&mut self, c: Control) -> Option<String> {
         let ev = match c {
             Control::Shutdown { reason } => return Some(reason),
@@ -536,6 +754,21 @@ pub fn trade(
         let mut transitions = session.transitions();
         // Whatever happened before the subscription is covered by re-reading the state.
         let _ = in_tx.send(Input::Resync("session started"));
+        if let Some(bus) = bus.clone() {
+            // Heartbeats go straight to the bus (metrics only); the trading thread never sees them.
+            let mut beats = session.heartbeats();
+            tokio::spawn(async move {
+                while beats.changed().await.is_ok() {
+                    let beat = *beats.borrow_and_update();
+                    if let Some(h) = beat {
+                        let _ = bus.send(Arc::new(BusEvent::Heartbeat {
+                            latency: h.latency,
+                            generation: h.generation,
+                        }));
+                    }
+                }
+            });
+        }
         let (broker, mut events) = IbkrBroker::new(session, universe.clone());
         let tx = in_tx.clone();
         tokio::spawn(async move {
@@ -583,6 +816,16 @@ pub fn trade(
         last_marks: Instant::now(),
         reconcile_retry: None,
         subscribed: false,
+        feeds: FeedWatch::new(
+            universe.len(),
+            BAR_INTERVAL * STALE_INTERVALS,
+            Instant::now(),
+        ),
+        calendar: Some(robo_core::calendar::Calendar::nyse()),
+        close: CloseClock::new(
+            robo_core::calendar::Calendar::nyse(),
+            Ts::from_utc(chrono::Utc::now()),
+        ),
     };
     // Nothing leaves the engine before the session says Ready.
     tr.feed(Event::Connection {
@@ -624,6 +867,8 @@ pub fn trade(
                 tr.reconcile();
             }
         }
+        tr.check_feeds();
+        tr.check_close();
         match in_rx.recv_timeout(Duration::from_millis(25)) {
             Ok(input) => {
                 if let Err(e) = tr.on_input(input) {
@@ -737,4 +982,72 @@ fn shutdown(tr: &mut Trader<'_>, in_rx: &Receiver<Input>) {
         }
     }
     tr.write_marks(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STALE: Duration = Duration::from_secs(120);
+
+    #[test]
+    fn day_orders_expire_once_per_regular_close() {
+        use chrono::NaiveDate;
+        use robo_core::calendar::{ny_local_to_ts, Calendar};
+        let d = |m, day| NaiveDate::from_ymd_opt(2026, m, day).unwrap();
+        // Wed 2026-11-25 10:00 NY: the close is 16:00 that day.
+        let mut c = CloseClock::new(Calendar::nyse(), ny_local_to_ts(d(11, 25), 10, 0));
+        assert_eq!(c.due(ny_local_to_ts(d(11, 25), 15, 59)), None);
+        assert_eq!(
+            c.due(ny_local_to_ts(d(11, 25), 16, 0)),
+            Some(ny_local_to_ts(d(11, 25), 16, 0))
+        );
+        assert_eq!(c.due(ny_local_to_ts(d(11, 25), 16, 1)), None);
+        // Thanksgiving (26th) is closed; Friday the 27th closes early at 13:00.
+        assert_eq!(c.due(ny_local_to_ts(d(11, 27), 12, 59)), None);
+        // Asleep over the whole weekend: that close is reported once, then Monday's is next.
+        assert_eq!(
+            c.due(ny_local_to_ts(d(11, 29), 12, 0)),
+            Some(ny_local_to_ts(d(11, 27), 13, 0))
+        );
+        assert_eq!(c.due(ny_local_to_ts(d(11, 30), 15, 59)), None);
+        assert_eq!(
+            c.due(ny_local_to_ts(d(11, 30), 16, 0)),
+            Some(ny_local_to_ts(d(11, 30), 16, 0))
+        );
+    }
+
+    #[test]
+    fn a_silent_symbol_is_resubscribed_then_untradeable_then_recovers() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut w = FeedWatch::new(2, STALE, t0);
+        // Symbol 1 keeps getting bars; symbol 0 never does.
+        w.on_bar(1, at(100));
+        assert_eq!(w.check(at(119), true), vec![]);
+        assert_eq!(w.check(at(120), true), vec![FeedAction::Resubscribe(0)]);
+        // The resubscribe restarts symbol 0's clock: nothing until 120 + 120.
+        w.on_bar(1, at(200));
+        assert_eq!(w.check(at(239), true), vec![]);
+        assert!(!w.untradeable(0));
+        assert_eq!(w.check(at(240), true), vec![FeedAction::MarkUntradeable(0)]);
+        assert!(w.untradeable(0) && !w.untradeable(1));
+        // Said once, not on every check; symbol 1 last saw a bar at 200, stale only at 320.
+        assert_eq!(w.check(at(300), true), vec![]);
+        assert_eq!(w.on_bar(0, at(301)), Some(FeedHealth::Untradeable));
+        assert!(!w.untradeable(0));
+        assert_eq!(w.check(at(320), true), vec![FeedAction::Resubscribe(1)]);
+        assert_eq!(w.on_bar(7, at(320)), None);
+    }
+
+    #[test]
+    fn outside_regular_hours_nothing_is_stale_and_the_open_gets_a_grace_period() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut w = FeedWatch::new(1, STALE, t0);
+        assert_eq!(w.check(at(10_000), false), vec![]);
+        // The open at 10 000 s: a full 120 s before the first resubscribe.
+        assert_eq!(w.check(at(10_119), true), vec![]);
+        assert_eq!(w.check(at(10_120), true), vec![FeedAction::Resubscribe(0)]);
+    }
 }

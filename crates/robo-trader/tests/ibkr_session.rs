@@ -519,3 +519,75 @@ async fn orders_wait_for_reconciliation_and_a_fill_during_a_disconnect_is_recove
     }
     finish(session, gw).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_publish_their_round_trip_and_generation() {
+    let gw = gateway(vec![]).await;
+    let mut cfg = config(&gw);
+    cfg.heartbeat_interval = Duration::from_millis(100);
+    let session = Session::start(cfg);
+    let mut beats = session.heartbeats();
+    assert_eq!(*beats.borrow(), None, "no sample before the first answer");
+    expect_state(&session, Duration::from_secs(5), ready, "connect").await;
+    // The first tick is skipped (it is immediate): samples at ~0.1 s, ~0.2 s, ~0.3 s.
+    let third = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            beats.changed().await.expect("session alive");
+            if let Some(h) = *beats.borrow_and_update() {
+                if h.seq >= 3 {
+                    return h;
+                }
+            }
+        }
+    })
+    .await
+    .expect("three heartbeats within 3 s");
+    assert_eq!(third.generation, 1);
+    // A loopback round trip is well under the 600 ms heartbeat timeout.
+    assert!(
+        third.latency < Duration::from_millis(600),
+        "{:?}",
+        third.latency
+    );
+    assert!(gw.requests_of(RequestKind::CurrentTime).len() >= 3);
+    finish(session, gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_symbol_is_re_requested_alone() {
+    let gw = gateway(vec![]).await;
+    let session = Session::start(config(&gw));
+    let universe = Universe::new(["AAPL"]).unwrap();
+    let (broker, _events) = IbkrBroker::new(session.clone(), universe);
+    expect_state(&session, Duration::from_secs(5), ready, "connect").await;
+    // The first request is never answered: the feed is stale.
+    gw.ignore(RequestKind::RealTimeBars);
+    let mut bars = broker.subscribe_minute_bars(vec![SymbolId(0)]);
+    gw.wait_for_requests(RequestKind::RealTimeBars, 1, Duration::from_secs(3))
+        .await
+        .expect("subscribed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), bars.recv())
+            .await
+            .is_err(),
+        "no bar from an ignored request"
+    );
+    gw.unignore(RequestKind::RealTimeBars);
+    assert!(!broker.resubscribe_bars(SymbolId(1)), "not in the universe");
+    assert!(broker.resubscribe_bars(SymbolId(0)));
+    gw.wait_for_requests(RequestKind::RealTimeBars, 2, Duration::from_secs(3))
+        .await
+        .expect("re-requested");
+    assert_eq!(session.generation(), 1, "on the same connection");
+    // ibapi sends the cancel when the old subscription is dropped, possibly after the new one.
+    gw.wait_for_requests(RequestKind::CancelRealTimeBars, 1, Duration::from_secs(3))
+        .await
+        .expect("the stale request is cancelled");
+    assert_eq!(gw.requests_of(RequestKind::CancelRealTimeBars).len(), 1);
+    let bar = tokio::time::timeout(Duration::from_secs(5), bars.recv())
+        .await
+        .expect("a minute bar after the resubscribe")
+        .expect("open");
+    assert_eq!((bar.open, bar.close), (dec!(100), dec!(100)));
+    finish(session, gw).await;
+}

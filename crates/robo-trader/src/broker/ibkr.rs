@@ -263,6 +263,8 @@ struct Inner {
     contracts: Mutex<HashMap<String, ResolvedContract>>,
     orders: Mutex<OrderBook>,
     events: mpsc::UnboundedSender<BrokerEvent>,
+    /// Per symbol (by index): bumped to re-request that symbol's realtime bars alone.
+    bar_kicks: Vec<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The IB broker over a supervised [`Session`].
@@ -280,6 +282,9 @@ impl IbkrBroker {
     ) -> (Self, mpsc::UnboundedReceiver<BrokerEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pacer = HistPacer::new(session.config().pacing.clone());
+        let bar_kicks = (0..universe.len())
+            .map(|_| tokio::sync::watch::channel(0).0)
+            .collect();
         let inner = Arc::new(Inner {
             session,
             universe,
@@ -287,6 +292,7 @@ impl IbkrBroker {
             contracts: Mutex::new(HashMap::new()),
             orders: Mutex::new(OrderBook::default()),
             events: tx,
+            bar_kicks,
         });
         tokio::spawn(order_listener(Arc::downgrade(&inner)));
         (IbkrBroker { inner }, rx)
@@ -499,15 +505,36 @@ impl IbkrBroker {
         rx
     }
 
+    /// Cancels and re-requests the realtime bars of `symbol` alone (a stale feed); false if
+    /// the symbol is not in the universe.
+    pub fn resubscribe_bars(&self, symbol: SymbolId) -> bool {
+        match self.inner.bar_kicks.get(symbol.index()) {
+            Some(k) => {
+                k.send_modify(|n| *n += 1);
+                true
+            }
+            None => false,
+        }
+    }
+
     async fn realtime_loop(self, symbol: SymbolId, tx: mpsc::Sender<Bar>) {
         let Ok(name) = self.name(symbol) else { return };
         let mut resub = self.inner.session.resubscribe_signal();
+        let Some(mut kick) = self
+            .inner
+            .bar_kicks
+            .get(symbol.index())
+            .map(|k| k.subscribe())
+        else {
+            return;
+        };
         let mut agg = MinuteAggregator::new(symbol);
         loop {
             if tx.is_closed() {
                 return;
             }
             resub.borrow_and_update();
+            kick.borrow_and_update();
             let sub = match self.conn() {
                 Ok(conn) => {
                     let contract = self.contract_for(&name);
@@ -533,6 +560,11 @@ impl IbkrBroker {
                     changed = resub.changed() => {
                         if changed.is_err() { return; }
                         break; // new connection or 1101: request again
+                    }
+                    kicked = kick.changed() => {
+                        if kicked.is_err() { return; }
+                        tracing::info!(symbol = %name, "realtime bars re-requested (stale feed)");
+                        break;
                     }
                     item = sub.next() => match item {
                         Some(Ok(SubscriptionItem::Data(b))) => {

@@ -12,7 +12,8 @@ pub use ibkr::{
     ResolvedContract,
 };
 pub use session::{
-    DegradedCause, FatalReason, RestartWindow, Session, SessionConfig, SessionState, Transition,
+    DegradedCause, FatalReason, Heartbeat, RestartWindow, Session, SessionConfig, SessionState,
+    Transition,
 };
 
 /// The server versions ibapi 5.5 speaks (it offers `v213..226` in the handshake).

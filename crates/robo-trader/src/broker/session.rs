@@ -212,6 +212,15 @@ impl SessionState {
     }
 }
 
+/// One answered heartbeat: the `server_time()` round trip on connection `generation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub latency: Duration,
+    pub generation: u64,
+    /// Answered heartbeats since the session started (changes on every sample).
+    pub seq: u64,
+}
+
 /// One state change, with its reason.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
@@ -231,6 +240,8 @@ struct Shared {
     generation: AtomicU64,
     /// Bumped whenever market data must be requested again (new connection, or 1101).
     resubscribe: watch::Sender<u64>,
+    /// The last answered heartbeat.
+    heartbeat: watch::Sender<Option<Heartbeat>>,
     shutdown: watch::Sender<bool>,
     /// Set by the adapter when a request proves the connection dead.
     kill: Notify,
@@ -262,6 +273,7 @@ impl Session {
         let (events, _) = broadcast::channel(256);
         let (resubscribe, _) = watch::channel(0);
         let (shutdown, _) = watch::channel(false);
+        let (heartbeat, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             cfg,
             state,
@@ -269,6 +281,7 @@ impl Session {
             conn: Mutex::new(None),
             generation: AtomicU64::new(0),
             resubscribe,
+            heartbeat,
             shutdown,
             kill: Notify::new(),
             reconciled: AtomicBool::new(false),
@@ -339,6 +352,11 @@ impl Session {
     /// Changes whenever subscriptions must be re-requested (each new connection, and 1101).
     pub fn resubscribe_signal(&self) -> watch::Receiver<u64> {
         self.shared.resubscribe.subscribe()
+    }
+
+    /// The last answered heartbeat, and every new one (for the latency histogram).
+    pub fn heartbeats(&self) -> watch::Receiver<Option<Heartbeat>> {
+        self.shared.heartbeat.subscribe()
     }
 
     pub fn server_version(&self) -> Option<i32> {
@@ -637,8 +655,16 @@ async fn run_connection(
             _ = shutdown.changed() => break "shut down".to_string(),
             _ = shared.kill.notified() => break "a request found the connection dead".to_string(),
             _ = heartbeat.tick() => {
+                let sent = std::time::Instant::now();
                 match tokio::time::timeout(shared.cfg.heartbeat_timeout, conn.server_time()).await {
-                    Ok(Ok(_)) => backoff.reset(),
+                    Ok(Ok(_)) => {
+                        backoff.reset();
+                        let latency = sent.elapsed();
+                        shared.heartbeat.send_modify(|h| {
+                            let seq = h.map_or(1, |h| h.seq + 1);
+                            *h = Some(Heartbeat { latency, generation, seq });
+                        });
+                    }
                     Ok(Err(e)) => break format!("heartbeat failed: {e}"),
                     Err(_) => break format!(
                         "heartbeat: no answer to server_time within {} s",
@@ -680,7 +706,6 @@ async fn run_connection(
     };
     lock(&shared.conn).take();
     conn.disconnect().await;
-    let _ = generation;
     reason
 }
 

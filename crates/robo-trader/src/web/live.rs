@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::header;
@@ -36,6 +36,8 @@ pub struct LiveState {
     pub signals: BTreeMap<String, Value>,
     /// Orders seen on the bus and not acknowledged yet (for the ack latency).
     pending_acks: HashMap<u64, Instant>,
+    /// The IB connection generation of the last heartbeat (a higher one = reconnected).
+    ib_generation: Option<u64>,
 }
 
 #[derive(Default)]
@@ -110,6 +112,10 @@ fn observe(shared: &AppState, ev: &BusEvent) {
     let m = &shared.metrics;
     match ev {
         BusEvent::Clock { now } => shared.live.lock().clock = Some(*now),
+        BusEvent::Heartbeat {
+            latency,
+            generation,
+        } => observe_heartbeat(&shared.live, m, *latency, *generation),
         BusEvent::Bar { symbol, bar, .. } => {
             {
                 let mut live = shared.live.lock();
@@ -186,6 +192,27 @@ fn observe(shared: &AppState, ev: &BusEvent) {
             _ => {}
         },
     }
+}
+
+/// The heartbeat round trip into `robo_heartbeat_latency_seconds`; each new connection
+/// generation after the first one seen counts in `robo_ib_reconnects_total`.
+fn observe_heartbeat(live: &Live, m: &Metrics, latency: Duration, generation: u64) {
+    let reconnects = {
+        let mut l = live.lock();
+        let new = match l.ib_generation {
+            Some(g) if generation > g => generation - g,
+            _ => 0,
+        };
+        if l.ib_generation.is_none_or(|g| generation > g) {
+            l.ib_generation = Some(generation);
+        }
+        new
+    };
+    m.with(|| {
+        metrics::histogram!("robo_heartbeat_latency_seconds").record(latency.as_secs_f64());
+        // Registered at zero so the series exists before the first reconnect.
+        metrics::counter!("robo_ib_reconnects_total").increment(reconnects);
+    });
 }
 
 pub fn ts_text(t: Ts) -> String {
@@ -285,4 +312,54 @@ fn scrape_db(db: &std::path::Path, mode: &str) -> Result<Scrape, ApiError> {
         day_pnl: num(&perf["day_pnl"]),
         fills: status["fills"].as_i64().unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_value(text: &str, prefix: &str) -> Option<String> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(|l| l[prefix.len()..].trim().to_string())
+    }
+
+    #[test]
+    fn heartbeats_fill_the_histogram_and_count_reconnects() {
+        let live = Live::default();
+        let m = Metrics::new();
+        observe_heartbeat(&live, &m, Duration::from_millis(3), 1);
+        observe_heartbeat(&live, &m, Duration::from_millis(200), 1);
+        // Connection 3 after 1: two reconnects (the second one's heartbeats were missed).
+        observe_heartbeat(&live, &m, Duration::from_millis(40), 3);
+        // A late sample of an older generation is not a reconnect.
+        observe_heartbeat(&live, &m, Duration::from_millis(40), 2);
+        let text = m.render();
+        let h = "robo_heartbeat_latency_seconds";
+        assert_eq!(
+            line_value(&text, &format!("{h}_count")).as_deref(),
+            Some("4")
+        );
+        // 3 ms is above the 2.5 ms bucket, below 5 ms; 40 ms twice below 50 ms; 200 ms below 250.
+        assert_eq!(
+            line_value(&text, &format!("{h}_bucket{{le=\"0.0025\"}}")).as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            line_value(&text, &format!("{h}_bucket{{le=\"0.005\"}}")).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            line_value(&text, &format!("{h}_bucket{{le=\"0.05\"}}")).as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            line_value(&text, &format!("{h}_bucket{{le=\"0.25\"}}")).as_deref(),
+            Some("4")
+        );
+        assert_eq!(
+            line_value(&text, "robo_ib_reconnects_total").as_deref(),
+            Some("2")
+        );
+    }
 }

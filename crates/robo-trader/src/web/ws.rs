@@ -7,6 +7,7 @@
 //! queue or a lagged bus subscription drops the client; nothing here can make the trading
 //! thread wait.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,7 +72,7 @@ pub async fn upgrade(
 /// The message for one bus event, if clients get one.
 fn event_message(ev: &BusEvent) -> Option<Value> {
     Some(match ev {
-        BusEvent::Clock { .. } => return None,
+        BusEvent::Clock { .. } | BusEvent::Heartbeat { .. } => return None,
         BusEvent::Bar { symbol, bar, .. } => msg(
             "market",
             json!({
@@ -262,6 +263,21 @@ impl Ended {
     }
 }
 
+/// How long a client may stay backed up (queue over half full) before it counts as slow.
+const CONGESTED_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How often coalesced messages go out to a congested client.
+const COALESCE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// `(type, symbol)` for the message kinds where only the latest per symbol matters.
+fn coalesce_key(m: &Value) -> Option<(String, String)> {
+    let kind = m.get("type")?.as_str()?;
+    if !matches!(kind, "market" | "decision" | "signal") {
+        return None;
+    }
+    Some((kind.to_string(), m.get("symbol")?.as_str()?.to_string()))
+}
+
 fn enqueue(tx: &mpsc::Sender<Out>, v: &Value, bar_at: Option<Instant>) -> Result<(), Ended> {
     let text = Utf8Bytes::from(v.to_string());
     tx.try_send(Out { text, bar_at }).map_err(|e| match e {
@@ -286,13 +302,26 @@ async fn forward(
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut logs_open = true;
+    // When a client's queue is half full (a fast sim, a busy browser), bars, decisions and
+    // signals are coalesced to the latest per symbol and sent every 250 ms, instead of
+    // dropping a healthy client; fills, orders, positions and risk events are never coalesced.
+    let mut pending: HashMap<(String, String), (Value, Option<Instant>)> = HashMap::new();
+    let mut congested_since: Option<Instant> = None;
+    let mut flush = tokio::time::interval(COALESCE_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let step = tokio::select! {
             ev = bus.recv() => match ev {
                 Ok(ev) => match event_message(&ev) {
                     Some(m) => {
                         let at = match &*ev { BusEvent::Bar { at, .. } => Some(*at), _ => None };
-                        enqueue(tx, &m, at)
+                        match coalesce_key(&m) {
+                            Some(key) if tx.capacity() < CLIENT_QUEUE / 2 => {
+                                pending.insert(key, (m, at));
+                                Ok(())
+                            }
+                            _ => enqueue(tx, &m, at),
+                        }
                     }
                     None => Ok(()),
                 },
@@ -305,6 +334,22 @@ async fn forward(
                 Err(RecvError::Lagged(_)) => Ok(()),
                 Err(RecvError::Closed) => { logs_open = false; Ok(()) }
             },
+            _ = flush.tick() => {
+                // A client that stays backed up for CONGESTED_LIMIT is slow, not busy: drop it.
+                if tx.capacity() < CLIENT_QUEUE / 2 {
+                    let since = *congested_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > CONGESTED_LIMIT {
+                        return Ended::TooSlow;
+                    }
+                } else {
+                    congested_since = None;
+                }
+                if !pending.is_empty() && tx.capacity() > pending.len() {
+                    pending.drain().try_for_each(|(_, (m, at))| enqueue(tx, &m, at))
+                } else {
+                    Ok(())
+                }
+            }
             _ = beat.tick() => {
                 let (now, source) = shared.live.now();
                 let m = msg("heartbeat", json!({
