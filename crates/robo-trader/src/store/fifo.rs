@@ -7,8 +7,8 @@
 //! symbols `cash - starting_cash + sum(cost_basis) = sum(realized_pnl)` holds exactly.
 //!
 //! `Store::rebuild_positions` replays every fill through the same function, so rebuilt and
-//! incremental tables agree by construction; the tests also check both against hand values.
-//! TODO(lead): when `robo_core::ledger::Ledger` lands, cross-check it against this in a test.
+//! incremental tables agree by construction; the tests check both against hand values and
+//! against `robo_core::ledger::Ledger` replaying the same fills.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
