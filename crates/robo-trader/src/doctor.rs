@@ -360,24 +360,25 @@ pub fn render_text(r: &Report) -> String {
     out
 }
 
-/// Resolves the target from config and flags.
+/// Resolves the target from config and flags. The flags go through the same config layering
+/// and validation as `run`'s (`--ib-host`, `--ib-port`, `--client-id`), so both commands accept
+/// and refuse exactly the same values.
 pub fn target(config: Option<&Path>, args: &DoctorArgs) -> anyhow::Result<DoctorTarget> {
-    let cfg = crate::config::load(config, &crate::cli::RunArgs::default())?;
-    let port = match args.ib_port {
-        None => cfg.ib.port,
-        Some(p) => u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
-            anyhow::anyhow!("--ib-port/IB_PORT: {p} is not a TCP port (1..65535)")
-        })?,
+    let overrides = crate::cli::RunArgs {
+        ib_host: args.ib_host.clone(),
+        ib_port: args.ib_port,
+        client_id: args.client_id,
+        ..crate::cli::RunArgs::default()
     };
+    let cfg = crate::config::load(config, &overrides)?;
+    // Without an explicit id, stay clear of the trader's own so both can be connected at once.
     let client_id = match args.client_id {
+        Some(_) => cfg.ib.client_id,
         None => cfg.ib.client_id.saturating_add(100),
-        Some(id) => i32::try_from(id).ok().filter(|i| *i >= 0).ok_or_else(|| {
-            anyhow::anyhow!("--client-id/IB_CLIENT_ID: {id} is not a client id (0..2147483647)")
-        })?,
     };
     Ok(DoctorTarget {
-        host: args.ib_host.clone().unwrap_or(cfg.ib.host),
-        port,
+        host: cfg.ib.host,
+        port: cfg.ib.port,
         client_id,
         symbols: cfg.symbols,
         deadline: Duration::from_secs(14),
