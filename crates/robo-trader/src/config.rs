@@ -901,14 +901,12 @@ fn check_cash(key: &str, cash: Decimal) -> Result<(), ConfigError> {
 }
 
 fn check_rfc3339(key: &str, s: &str) -> Result<(), ConfigError> {
-    chrono::DateTime::parse_from_rfc3339(s.trim())
-        .map(|_| ())
-        .map_err(|_| {
-            ConfigError::invalid(
-                key,
-                format!("expected an RFC 3339 time like 2025-03-03T14:30:00Z, got {s:?}"),
-            )
-        })
+    crate::cli::parse_rfc3339(s).map(|_| ()).map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("expected an RFC 3339 time like 2025-03-03T14:30:00Z, got {s:?}"),
+        )
+    })
 }
 
 fn check_host(key: &str, host: &str) -> Result<(), ConfigError> {

@@ -780,10 +780,9 @@ fn minutes_between(a: Ts, b: Ts) -> u32 {
 }
 
 fn parse_start(s: &str) -> anyhow::Result<Ts> {
-    let dt = chrono::DateTime::parse_from_rfc3339(s).with_context(|| {
-        format!("--sim-start: expected RFC 3339 like 2026-11-27T09:30:00-05:00, got {s:?}")
-    })?;
-    Ok(Ts::from_utc(dt.with_timezone(&chrono::Utc)))
+    crate::cli::parse_rfc3339(s)
+        .map(Ts::from_utc)
+        .map_err(|e| anyhow::anyhow!("--sim-start: {e}, got {s:?}"))
 }
 
 /// Waits until sim time `t`, applying controls as they arrive; returns the shutdown reason.
