@@ -1,0 +1,115 @@
+//! The engine benchmark's workload as a plain binary, for `valgrind --tool=callgrind` and
+//! `perf`: `cargo run --release -p robo-core --example profile_engine -- [symbols] [bars] [decisions]`.
+//! Prints what the run did (orders, fills, refusals), so a speed-up that trades less is visible.
+
+use robo_core::engine::{Engine, EngineConfig};
+use robo_core::events::{Command, Record};
+use robo_core::paper::{PaperBroker, PaperConfig};
+use robo_core::session::{PaperSession, SessionHooks};
+use robo_core::types::{Bar, SymbolId, Ts};
+use rust_decimal::Decimal;
+
+#[derive(Default)]
+struct Count {
+    placed: u64,
+    fills: u64,
+    refused: u64,
+    other: u64,
+}
+
+impl SessionHooks for Count {
+    fn after_place(&mut self, _req: &robo_core::types::OrderRequest) {
+        self.placed += 1;
+    }
+    fn command(&mut self, cmd: &Command) {
+        match cmd {
+            Command::Persist(Record::Fill(_)) => self.fills += 1,
+            Command::Persist(Record::Risk(_)) => self.refused += 1,
+            _ => self.other += 1,
+        }
+    }
+}
+
+fn bars(n_symbols: usize, per_symbol: usize) -> Vec<Bar> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut px: Vec<i64> = (0..n_symbols).map(|i| 5_000 + 1_000 * i as i64).collect();
+    let mut out = Vec::with_capacity(n_symbols * per_symbol);
+    for k in 0..per_symbol {
+        for (s, p) in px.iter_mut().enumerate() {
+            let step = (next() % 21) as i64 - 10;
+            let open = *p;
+            *p = (*p + step).max(100);
+            let close = *p;
+            let hi = open.max(close) + (next() % 5) as i64;
+            let lo = (open.min(close) - (next() % 5) as i64).max(1);
+            out.push(Bar {
+                symbol: SymbolId(s as u16),
+                ts: Ts::from_secs(1_704_205_800 + 60 * k as i64),
+                open: Decimal::new(open, 2),
+                high: Decimal::new(hi, 2),
+                low: Decimal::new(lo, 2),
+                close: Decimal::new(close, 2),
+                volume: 1_000 + next() % 10_000,
+            });
+        }
+    }
+    out
+}
+
+fn main() {
+    sizes();
+    let args: Vec<String> = std::env::args().collect();
+    let n_symbols: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let n_bars: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let decisions = args.get(3).is_some_and(|s| s == "on");
+    let data = bars(n_symbols, n_bars / n_symbols);
+    let mut cfg = EngineConfig {
+        decisions,
+        ..EngineConfig::default()
+    };
+    cfg.risk.daily_loss_pct = Decimal::new(99, 2);
+    cfg.risk.max_drawdown_pct = Decimal::new(99, 2);
+    let engine = Engine::new(cfg, n_symbols);
+    let broker = PaperBroker::new(PaperConfig::default(), n_symbols);
+    let mut s = PaperSession::new(engine, broker);
+    let mut hooks = Count::default();
+    let t = std::time::Instant::now();
+    for b in &data {
+        s.on_bar(b, &mut hooks);
+    }
+    let dt = t.elapsed().as_secs_f64();
+    println!(
+        "bars={} placed={} fills={} refused={} other_cmds={} equity={} {:.2}M bars/s",
+        data.len(),
+        hooks.placed,
+        hooks.fills,
+        hooks.refused,
+        hooks.other,
+        s.engine.ledger().equity(),
+        data.len() as f64 / dt / 1e6
+    );
+}
+
+#[allow(dead_code)]
+pub fn sizes() {
+    use std::mem::size_of;
+    eprintln!(
+        "Command={} Event={} Bar={} Signal={} Decision={} Fill={} OrderRequest={} ManagedOrder={} Record={} Update={}",
+        size_of::<Command>(),
+        size_of::<robo_core::events::Event>(),
+        size_of::<Bar>(),
+        size_of::<robo_core::strategy::Signal>(),
+        size_of::<robo_core::decision::Decision>(),
+        size_of::<robo_core::types::Fill>(),
+        size_of::<robo_core::types::OrderRequest>(),
+        size_of::<robo_core::orders::ManagedOrder>(),
+        size_of::<Record>(),
+        size_of::<robo_core::events::Update>(),
+    );
+}
