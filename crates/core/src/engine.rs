@@ -120,6 +120,8 @@ pub struct Engine {
     last_equity_record: Ts,
     bars_seen: u64,
     checks: Checks,
+    /// Decision records of the events handled since the last drain (capacity reused).
+    decisions: Vec<Decision>,
 }
 
 impl Engine {
@@ -148,6 +150,7 @@ impl Engine {
             last_equity_record: Ts(i64::MIN),
             bars_seen: 0,
             checks: Checks::default(),
+            decisions: Vec::new(),
             cfg,
         }
     }
@@ -211,6 +214,12 @@ impl Engine {
             st.last_price_ts = Some(bar.ts);
         }
         self.set_mark(bar.symbol, bar.close);
+    }
+
+    /// The decision records written since the last call, oldest first. Callers drain after
+    /// every `handle` (when decision records are on), or the buffer grows.
+    pub fn drain_decisions(&mut self) -> std::vec::Drain<'_, Decision> {
+        self.decisions.drain(..)
     }
 
     /// Drops finished orders from memory (they are in the store); keeps seen executions.
@@ -436,7 +445,7 @@ impl Engine {
         if decisions {
             let mut inputs = Inputs::default();
             self.strategies[i].inputs(&mut inputs);
-            out.push(Command::Persist(Record::Decision(Decision {
+            self.decisions.push(Decision {
                 symbol: bar.symbol,
                 ts: bar.ts,
                 close: bar.close,
@@ -445,7 +454,7 @@ impl Engine {
                 action,
                 verdict,
                 checks: self.checks,
-            })));
+            });
         }
     }
 

@@ -132,7 +132,7 @@ impl Ledger {
     /// Checks a fill without applying it: quantity and price within sane bounds, and the
     /// position would not overflow.
     pub fn check_fill(&self, fill: &Fill) -> Result<(), FillError> {
-        let exec_id = || fill.exec_id.0.clone();
+        let exec_id = || fill.exec_id.0.to_string();
         if fill.qty <= 0 || fill.qty > MAX_FILL_QTY {
             return Err(FillError::BadQty {
                 exec_id: exec_id(),
@@ -386,7 +386,7 @@ mod tests {
 
     fn fill(sym: SymbolId, side: Side, qty: Qty, price: Decimal, comm: Decimal, t: i64) -> Fill {
         Fill {
-            exec_id: ExecId(format!("e{t}")),
+            exec_id: ExecId::from(format!("e{t}")),
             order_id: ClientOrderId(t as u64),
             symbol: sym,
             side,

@@ -5,7 +5,7 @@
 //! fill, the same execution twice after a reconnect). The manager accepts every legal order
 //! of arrival, lets terminal states absorb late news, and says exactly what each message did.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -138,12 +138,41 @@ impl FillOutcome {
     }
 }
 
+/// Finished orders kept in memory (for late fills and status reads) before the oldest are
+/// dropped; the store keeps all of them.
+pub const KEEP_CLOSED: usize = 4096;
+
+/// A multiplicative hash for client order ids: sequential integers, not attacker-chosen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
+
 /// All orders in memory, their states, and the exec ids already seen.
 #[derive(Debug, Clone, Default)]
 pub struct OrderManager {
     next_seq: u64,
-    /// BTreeMap so that iteration (and so the engine's commands) is in id order: deterministic.
-    orders: BTreeMap<ClientOrderId, ManagedOrder>,
+    orders: HashMap<ClientOrderId, ManagedOrder, IdBuild>,
+    /// Finished orders in the order they finished; beyond [`KEEP_CLOSED`] the oldest leave
+    /// memory, so a long backtest holds a bounded number of orders.
+    closed: VecDeque<ClientOrderId>,
+    /// The highest id dropped from memory: an `insert` at or below it is a replay, not a new
+    /// intent.
+    dropped_up_to: Option<ClientOrderId>,
     seen: HashSet<ExecId, crate::types::FnvBuild>,
     /// Open orders per symbol, indexed by `SymbolId`.
     open_per_sym: Vec<u32>,
@@ -184,10 +213,27 @@ impl OrderManager {
         *c = c.saturating_add_signed(delta);
     }
 
+    /// Remembers that `id` finished, and lets the oldest finished orders go.
+    fn note_closed(&mut self, id: ClientOrderId) {
+        self.closed.push_back(id);
+        while self.closed.len() > KEEP_CLOSED {
+            let Some(old) = self.closed.pop_front() else {
+                break;
+            };
+            // Still terminal (restore may have replaced it), so it is safe to forget.
+            if self.orders.get(&old).is_some_and(|o| o.state.is_terminal()) {
+                self.orders.remove(&old);
+                if self.dropped_up_to.is_none_or(|d| old > d) {
+                    self.dropped_up_to = Some(old);
+                }
+            }
+        }
+    }
+
     /// Tracks an order in state New. A second insert of the same id changes nothing, so one
-    /// intent never becomes two orders.
+    /// intent never becomes two orders (also after the first has left memory).
     pub fn insert(&mut self, req: OrderRequest) {
-        if self.orders.contains_key(&req.id) {
+        if self.orders.contains_key(&req.id) || self.dropped_up_to.is_some_and(|d| req.id <= d) {
             return;
         }
         self.bump_seq_past(req.id);
@@ -198,13 +244,17 @@ impl OrderManager {
     /// Puts back an order loaded from the store after a restart (replacing any in memory).
     pub fn restore(&mut self, order: ManagedOrder) {
         self.bump_seq_past(order.req.id);
-        if order.state.is_open() {
+        let (id, open) = (order.req.id, order.state.is_open());
+        if open {
             self.count_open(order.req.symbol, 1);
         }
-        if let Some(old) = self.orders.insert(order.req.id, order) {
+        if let Some(old) = self.orders.insert(id, order) {
             if old.state.is_open() {
                 self.count_open(old.req.symbol, -1);
             }
+        }
+        if !open {
+            self.note_closed(id);
         }
     }
 
@@ -227,6 +277,7 @@ impl OrderManager {
         o.state = to;
         if was_open && !to.is_open() {
             self.count_open(sym, -1);
+            self.note_closed(id);
         }
     }
 
@@ -302,9 +353,13 @@ impl OrderManager {
         self.orders.get(&id)
     }
 
-    /// New, Submitted or PartiallyFilled orders, in id order.
+    /// New, Submitted or PartiallyFilled orders, in id order (sorted here: the map is not,
+    /// and the engine's commands must be deterministic).
     pub fn open_orders(&self) -> impl Iterator<Item = &ManagedOrder> {
-        self.orders.values().filter(|o| o.state.is_open())
+        let mut open: Vec<&ManagedOrder> =
+            self.orders.values().filter(|o| o.state.is_open()).collect();
+        open.sort_unstable_by_key(|o| o.req.id);
+        open.into_iter()
     }
 
     /// Whether any order for `sym` is still open. O(1).
@@ -324,7 +379,16 @@ impl OrderManager {
     /// Drops terminal orders from memory (the store has them). Exec ids are kept so a
     /// replayed fill is still a Duplicate.
     pub fn prune_closed(&mut self) {
-        self.orders.retain(|_, o| o.state.is_open());
+        let mut top = self.dropped_up_to;
+        self.orders.retain(|id, o| {
+            let keep = o.state.is_open();
+            if !keep && top.is_none_or(|d| *id > d) {
+                top = Some(*id);
+            }
+            keep
+        });
+        self.dropped_up_to = top;
+        self.closed.clear();
     }
 
     /// Orders in memory (open and not yet pruned).
@@ -455,7 +519,7 @@ mod tests {
         assert_eq!(m.get(ClientOrderId(1)).cloned(), before);
         assert!(!FillOutcome::Duplicate.is_new_execution());
         // Seen exec ids restored from the store are duplicates too.
-        m.mark_exec_seen(&ExecId("old".into()));
+        m.mark_exec_seen(&ExecId::from("old"));
         assert_eq!(
             m.on_fill(&fill("old", 1, 1, dec!(10), 3)),
             FillOutcome::Duplicate

@@ -423,12 +423,11 @@ fn broker_id_text(id: ClientOrderId) -> String {
 }
 
 /// `P-C<order>-<k>`: unique across restarts because client order ids are.
-fn exec_id_text(id: ClientOrderId, k: u32) -> String {
-    let mut s = String::with_capacity(20);
-    s.push_str("P-C");
-    crate::types::push_u64(&mut s, id.0);
+fn exec_id_text(id: ClientOrderId, k: u32) -> compact_str::CompactString {
+    let mut s = compact_str::CompactString::const_new("P-C");
+    crate::types::push_u64_compact(&mut s, id.0);
     s.push('-');
-    crate::types::push_u64(&mut s, u64::from(k));
+    crate::types::push_u64_compact(&mut s, u64::from(k));
     s
 }
 
@@ -477,7 +476,9 @@ mod tests {
     fn fills(ev: &[Event]) -> Vec<(String, Qty, Decimal, Decimal, Ts)> {
         ev.iter()
             .filter_map(|e| match e {
-                Event::Fill(f) => Some((f.exec_id.0.clone(), f.qty, f.price, f.commission, f.ts)),
+                Event::Fill(f) => {
+                    Some((f.exec_id.0.to_string(), f.qty, f.price, f.commission, f.ts))
+                }
                 _ => None,
             })
             .collect()

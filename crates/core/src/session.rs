@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 
+use crate::decision::Decision;
 use crate::engine::Engine;
 use crate::events::{BrokerStatus, Command, Event, OrderUpdate};
 use crate::paper::PaperBroker;
@@ -23,6 +24,9 @@ pub trait SessionHooks {
     fn after_place(&mut self, _req: &OrderRequest) {}
     /// Every other command: persist a record, publish an update.
     fn command(&mut self, _cmd: &Command) {}
+    /// A decision record (only when they are switched on). Borrowed from the engine's
+    /// buffer, so a hook that keeps it copies it.
+    fn decision(&mut self, _d: &Decision) {}
     /// Every event the engine handled, in order (the event log).
     fn event(&mut self, _ev: &Event) {}
 }
@@ -63,6 +67,7 @@ impl PaperSession {
             let ev = Event::Bar(*bar);
             hooks.event(&ev);
             self.engine.handle(&ev, &mut self.cmds);
+            self.decisions(hooks);
             if self.cmds.is_empty() {
                 return;
             }
@@ -92,7 +97,15 @@ impl PaperSession {
         while let Some(ev) = self.queue.pop_front() {
             hooks.event(&ev);
             self.engine.handle(&ev, &mut self.cmds);
+            self.decisions(hooks);
             self.route(hooks);
+        }
+    }
+
+    #[inline]
+    fn decisions(&mut self, hooks: &mut impl SessionHooks) {
+        for d in self.engine.drain_decisions() {
+            hooks.decision(&d);
         }
     }
 

@@ -68,10 +68,9 @@ pub struct ArmedStop {
     pub stop: Option<Price>,
     /// The best price seen since entry: the high for longs, the low for shorts.
     pub high_water: Price,
-    /// high_water × (1 − trailing_pct) for longs, × (1 + ..) for shorts; only ever tightens.
-    pub trailing: Option<Price>,
     /// entry × (1 + take_profit_pct) for longs, × (1 − ..) for shorts.
     pub take_profit: Option<Price>,
+    trailing_pct: Option<Decimal>,
 }
 
 /// A stop that was crossed.
@@ -91,57 +90,28 @@ pub struct StopHit {
 pub struct StopBook {
     cfg: StopConfig,
     slots: Vec<Option<ArmedStop>>,
-    /// Integer copies of each armed stop's levels, so the common bar (nothing crossed, no new
-    /// extreme) is answered with integer compares instead of `Decimal` ones.
+    /// Integer copies of each armed stop's levels, so the common bar (nothing crossed) is
+    /// answered, and a new extreme ratcheted, with integer arithmetic instead of `Decimal`.
     quiet: Vec<Quiet>,
+    /// The trailing fraction as `num / den` (den a power of ten), when it has at most 8
+    /// decimals; otherwise the fast path is off and every bar takes the exact one.
+    trail_ratio: Option<(i128, i128)>,
 }
 
-/// The band inside which a bar changes nothing for a stop, at the fixed scale of
-/// [`crate::indicators::exact_sma::to_fixed`]. For a long: the bar's low stays above `exit`, its
-/// high stays at or under `hw` and under `tp`. Shorts mirror it. `armed == false` means no stop.
+/// The band inside which a bar triggers nothing, at the fixed scale of
+/// [`crate::indicators::exact_sma::fx`]. For a long: the low stays above `stop`, and
+/// `low × den` above `trail_rhs` = high-water × (den − num), i.e. the low above the trailing
+/// level, compared exactly without dividing; the high stays under `tp`. Shorts mirror it.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Quiet {
     armed: bool,
+    /// Fast path usable: armed, and every level exact at the fixed scale.
+    on: bool,
     long: bool,
-    exit: i128,
-    hw: i128,
-    tp: i128,
-}
-
-impl Quiet {
-    fn of(a: &ArmedStop) -> Self {
-        use crate::indicators::exact_sma::to_fixed;
-        let protective = match (a.stop, a.trailing) {
-            (Some(x), Some(y)) => Some(if a.long { x.max(y) } else { x.min(y) }),
-            (x, y) => x.or(y),
-        };
-        let (none_exit, none_tp) = if a.long {
-            (i128::MIN, i128::MAX)
-        } else {
-            (i128::MAX, i128::MIN)
-        };
-        Quiet {
-            armed: true,
-            long: a.long,
-            exit: protective.map_or(none_exit, to_fixed),
-            hw: to_fixed(a.high_water),
-            tp: a.take_profit.map_or(none_tp, to_fixed),
-        }
-    }
-
-    /// True when the bar (as fixed-point open, high, low) cannot trigger or ratchet anything.
-    #[inline]
-    fn holds(&self, o: i128, h: i128, l: i128) -> bool {
-        if o <= 0 || h <= 0 || l <= 0 {
-            return false;
-        }
-        let (low, high) = (l.min(o), h.max(o));
-        if self.long {
-            low > self.exit && high <= self.hw && high < self.tp
-        } else {
-            high < self.exit && low >= self.hw && low > self.tp
-        }
-    }
+    stop: i64,
+    hw: i64,
+    trail_rhs: i128,
+    tp: i64,
 }
 
 /// `price × (1 + sign × pct)`, or `None` when off or on overflow (a price that large is not a
@@ -168,16 +138,23 @@ impl ArmedStop {
             entry,
             stop: level(entry, cfg.stop_loss_pct, !long),
             high_water,
-            trailing: level(high_water, cfg.trailing_pct, !long),
             take_profit: level(entry, cfg.take_profit_pct, long),
+            trailing_pct: cfg.trailing_pct,
         }
+    }
+
+    /// high_water × (1 − trailing_pct) for longs, × (1 + ..) for shorts; it only ever
+    /// tightens, because the high-water mark only moves one way. Derived, never stored, so
+    /// ratcheting on a bar is one store.
+    pub fn trailing(&self) -> Option<Price> {
+        level(self.high_water, self.trailing_pct, !self.long)
     }
 
     /// The tighter of the fixed and trailing stops (the higher for longs, the lower for
     /// shorts); on a tie the fixed stop.
     fn protective(&self) -> Option<(OrderPurpose, Price)> {
         let fixed = self.stop.map(|p| (OrderPurpose::StopLoss, p));
-        let trail = self.trailing.map(|p| (OrderPurpose::TrailingStop, p));
+        let trail = self.trailing().map(|p| (OrderPurpose::TrailingStop, p));
         match (fixed, trail) {
             (Some(f), Some(t)) => {
                 let trail_tighter = if self.long { t.1 > f.1 } else { t.1 < f.1 };
@@ -215,8 +192,8 @@ impl ArmedStop {
         }
     }
 
-    /// Moves the high-water mark with a new extreme and tightens the trailing level with it.
-    fn ratchet(&mut self, cfg: &StopConfig, extreme: Price) {
+    /// Moves the high-water mark with a new extreme (the trailing level follows it).
+    fn ratchet(&mut self, extreme: Price) {
         let better = if self.long {
             extreme > self.high_water
         } else {
@@ -224,11 +201,17 @@ impl ArmedStop {
         };
         if better {
             self.high_water = extreme;
-            if let Some(t) = level(extreme, cfg.trailing_pct, !self.long) {
-                self.trailing = Some(t);
-            }
         }
     }
+}
+
+/// `pct` as (num, den) with den = 10^scale, when the scale is at most 8.
+fn ratio(pct: Option<Decimal>) -> Option<(i128, i128)> {
+    let p = pct?;
+    if p.scale() > 8 {
+        return None;
+    }
+    Some((p.mantissa(), 10i128.pow(p.scale())))
 }
 
 impl StopBook {
@@ -237,6 +220,10 @@ impl StopBook {
             cfg,
             slots: vec![None; n_symbols],
             quiet: vec![Quiet::default(); n_symbols],
+            trail_ratio: match cfg.trailing_pct {
+                None => Some((0, 1)),
+                pct => ratio(pct).filter(|&(num, _)| num != 0),
+            },
         }
     }
 
@@ -267,7 +254,56 @@ impl StopBook {
         if i >= self.quiet.len() {
             self.quiet.resize(i + 1, Quiet::default());
         }
-        self.quiet[i] = armed.map_or(Quiet::default(), Quiet::of);
+        self.quiet[i] = armed.map_or(Quiet::default(), |a| self.quiet_of(a));
+    }
+
+    /// The integer band of an armed stop; `on: false` when a level is not exact at the
+    /// fixed scale (then every bar takes the `Decimal` path).
+    fn quiet_of(&self, a: &ArmedStop) -> Quiet {
+        use crate::indicators::exact_sma::fx;
+        let long = a.long;
+        // A level that is off never triggers: put it beyond any price.
+        let (never_exit, never_tp) = if long {
+            (i64::MIN, i64::MAX)
+        } else {
+            (i64::MAX, i64::MIN)
+        };
+        let lvl = |p: Option<Price>, never: i64| match p {
+            None => Some(never),
+            Some(p) => fx(p),
+        };
+        let (Some(stop), Some(tp), Some(hw), Some((num, den))) = (
+            lvl(a.stop, never_exit),
+            lvl(a.take_profit, never_tp),
+            fx(a.high_water),
+            self.trail_ratio,
+        ) else {
+            return Quiet {
+                armed: true,
+                ..Quiet::default()
+            };
+        };
+        let k = if long { den - num } else { den + num };
+        Quiet {
+            armed: true,
+            on: true,
+            long,
+            stop,
+            hw,
+            trail_rhs: Self::trail_rhs(hw, k, num, long),
+            tp,
+        }
+    }
+
+    /// hw × k, or the never-trigger bound when trailing is off (num = 0 marks "off" here:
+    /// a zero fraction is refused by `validate`).
+    #[inline]
+    fn trail_rhs(hw: i64, k: i128, num: i128, long: bool) -> i128 {
+        match (num, long) {
+            (0, true) => i128::MIN,
+            (0, false) => i128::MAX,
+            _ => i128::from(hw) * k,
+        }
     }
 
     /// Removes the stop of `sym` (the position closed).
@@ -290,12 +326,58 @@ impl StopBook {
     /// reporting while the price stays through it, so an exit that failed is retried; disarm
     /// when the position closes. Bars with non-positive prices are ignored.
     pub fn on_bar(&mut self, bar: &Bar) -> Option<StopHit> {
-        use crate::indicators::exact_sma::to_fixed;
+        use crate::indicators::exact_sma::fx;
         let i = bar.symbol.index();
         let q = self.quiet.get(i)?;
-        if !q.armed || q.holds(to_fixed(bar.open), to_fixed(bar.high), to_fixed(bar.low)) {
+        if !q.armed {
             return None;
         }
+        if !q.on {
+            return self.on_bar_slow(bar);
+        }
+        let (Some(o), Some(h), Some(l)) = (fx(bar.open), fx(bar.high), fx(bar.low)) else {
+            return self.on_bar_slow(bar);
+        };
+        if o <= 0 || h <= 0 || l <= 0 {
+            return None;
+        }
+        let Some((num, den)) = self.trail_ratio else {
+            return self.on_bar_slow(bar);
+        };
+        let (low, high) = (l.min(o), h.max(o));
+        let (adverse, extreme) = if q.long { (low, high) } else { (high, low) };
+        let quiet = if q.long {
+            adverse > q.stop && i128::from(adverse) * den > q.trail_rhs && high < q.tp
+        } else {
+            adverse < q.stop && i128::from(adverse) * den < q.trail_rhs && low > q.tp
+        };
+        if !quiet {
+            return self.on_bar_slow(bar);
+        }
+        let better = if q.long {
+            extreme > q.hw
+        } else {
+            extreme < q.hw
+        };
+        if better {
+            let k = if q.long { den - num } else { den + num };
+            let rhs = Self::trail_rhs(extreme, k, num, q.long);
+            if let (Some(q), Some(Some(a))) = (self.quiet.get_mut(i), self.slots.get_mut(i)) {
+                q.hw = extreme;
+                q.trail_rhs = rhs;
+                a.high_water = if a.long {
+                    bar.high.max(bar.open)
+                } else {
+                    bar.low.min(bar.open)
+                };
+            }
+        }
+        None
+    }
+
+    /// A bar the integer band cannot answer: the exact evaluation, then a fresh band.
+    fn on_bar_slow(&mut self, bar: &Bar) -> Option<StopHit> {
+        let i = bar.symbol.index();
         let hit = self.on_bar_exact(bar);
         let armed = self.slots.get(i).and_then(Option::as_ref).copied();
         self.set_quiet(i, armed.as_ref());
@@ -313,20 +395,19 @@ impl StopBook {
         let low = bar.low.min(bar.open);
         let high = bar.high.max(bar.open);
         let hit = armed.check(bar.open, low, high);
-        armed.ratchet(&self.cfg, if armed.long { high } else { low });
+        armed.ratchet(if armed.long { high } else { low });
         hit
     }
 
     /// Checks a single price (a quote's last, a trade), then ratchets with it. Non-positive
     /// prices are ignored.
     pub fn on_price(&mut self, sym: SymbolId, price: Price) -> Option<StopHit> {
-        let cfg = self.cfg;
         let armed = self.slots.get_mut(sym.index())?.as_mut()?;
         if price <= Decimal::ZERO {
             return None;
         }
         let hit = armed.check(price, price, price);
-        armed.ratchet(&cfg, price);
+        armed.ratchet(price);
         let armed = *armed;
         self.set_quiet(sym.index(), Some(&armed));
         hit
@@ -412,7 +493,7 @@ mod tests {
         b.arm(S, true, dec!(100), dec!(100));
         let a = *b.armed(S).unwrap();
         assert_eq!(a.stop, Some(dec!(98)));
-        assert_eq!(a.trailing, Some(dec!(95)));
+        assert_eq!(a.trailing(), Some(dec!(95)));
         assert_eq!(a.take_profit, None);
         assert_eq!(a.high_water, dec!(100));
     }
@@ -447,16 +528,16 @@ mod tests {
             b.on_bar(&bar(dec!(101), dec!(120), dec!(113), dec!(118))),
             None
         );
-        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(114)));
+        assert_eq!(b.armed(S).unwrap().trailing(), Some(dec!(114)));
         assert_eq!(b.armed(S).unwrap().high_water, dec!(120));
         // A lower high leaves it.
         assert_eq!(
             b.on_bar(&bar(dec!(118), dec!(119), dec!(115), dec!(116))),
             None
         );
-        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(114)));
+        assert_eq!(b.armed(S).unwrap().trailing(), Some(dec!(114)));
         assert_eq!(b.on_price(S, dec!(114.5)), None);
-        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(114)));
+        assert_eq!(b.armed(S).unwrap().trailing(), Some(dec!(114)));
         // Both levels crossed: the tighter (trailing 114 > fixed 98) is reported.
         assert_eq!(
             b.on_bar(&bar(dec!(115), dec!(115), dec!(97), dec!(97))),
@@ -535,16 +616,16 @@ mod tests {
         b.arm(S, false, dec!(100), dec!(100));
         let a = *b.armed(S).unwrap();
         assert_eq!(
-            (a.stop, a.trailing, a.take_profit),
+            (a.stop, a.trailing(), a.take_profit),
             (Some(dec!(102)), Some(dec!(105)), Some(dec!(90)))
         );
         // The low ratchets the low-water mark down: trailing 92 × 1.05 = 96.6.
         assert_eq!(b.on_bar(&bar(dec!(99), dec!(99), dec!(92), dec!(93))), None);
-        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(96.6)));
+        assert_eq!(b.armed(S).unwrap().trailing(), Some(dec!(96.6)));
         assert_eq!(b.armed(S).unwrap().high_water, dec!(92));
         // A higher low leaves it.
         assert_eq!(b.on_bar(&bar(dec!(93), dec!(95), dec!(94), dec!(94))), None);
-        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(96.6)));
+        assert_eq!(b.armed(S).unwrap().trailing(), Some(dec!(96.6)));
         assert_eq!(
             b.on_bar(&bar(dec!(95), dec!(96.6), dec!(95), dec!(96))),
             hit(OrderPurpose::TrailingStop, dec!(96.6), dec!(96.6))
@@ -569,7 +650,7 @@ mod tests {
         b.arm(S, true, dec!(100), dec!(120));
         let a = *b.armed(S).unwrap();
         assert_eq!(
-            (a.stop, a.trailing, a.high_water),
+            (a.stop, a.trailing(), a.high_water),
             (Some(dec!(98)), Some(dec!(114)), dec!(120))
         );
         assert_eq!(
@@ -579,7 +660,7 @@ mod tests {
         // A mark below the entry never loosens the trailing level below entry-based.
         b.arm(S, true, dec!(100), dec!(90));
         assert_eq!(b.armed(S).unwrap().high_water, dec!(100));
-        assert_eq!(b.armed(S).unwrap().trailing, Some(dec!(95)));
+        assert_eq!(b.armed(S).unwrap().trailing(), Some(dec!(95)));
         // Shorts: the low-water is never above the entry.
         b.arm(S, false, dec!(100), dec!(110));
         assert_eq!(b.armed(S).unwrap().high_water, dec!(100));

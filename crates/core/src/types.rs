@@ -287,12 +287,51 @@ pub struct OrderRequest {
 }
 
 /// A broker's execution id. Unique per execution; the key that makes fills idempotent.
+///
+/// Held inline up to 24 bytes (IB's ids and the paper broker's fit), so creating, cloning
+/// and remembering one does not allocate.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ExecId(pub String);
+pub struct ExecId(pub compact_str::CompactString);
+
+impl ExecId {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl From<&str> for ExecId {
+    fn from(s: &str) -> Self {
+        ExecId(s.into())
+    }
+}
+
+impl From<String> for ExecId {
+    fn from(s: String) -> Self {
+        ExecId(s.into())
+    }
+}
 
 impl fmt::Display for ExecId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Appends the decimal digits of `n` to an inline string (see [`push_u64`]).
+pub fn push_u64_compact(s: &mut compact_str::CompactString, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Digits are ASCII, so this is valid UTF-8.
+    if let Ok(digits) = std::str::from_utf8(&buf[i..]) {
+        s.push_str(digits);
     }
 }
 
@@ -480,7 +519,7 @@ mod tests {
     #[test]
     fn fill_cash_flow_signs() {
         let f = Fill {
-            exec_id: ExecId("e".into()),
+            exec_id: ExecId::from("e"),
             order_id: ClientOrderId(1),
             symbol: SymbolId(0),
             side: Side::Buy,

@@ -35,6 +35,9 @@ impl SessionHooks for Rec {
             self.records.push(r.clone());
         }
     }
+    fn decision(&mut self, d: &robo_core::decision::Decision) {
+        self.records.push(Record::Decision(Box::new(*d)));
+    }
 }
 
 impl Rec {
@@ -48,7 +51,7 @@ impl Rec {
         self.records
             .iter()
             .filter_map(|r| match r {
-                Record::Decision(d) => Some(d),
+                Record::Decision(d) => Some(&**d),
                 _ => None,
             })
             .collect()

@@ -154,7 +154,7 @@ proptest! {
                         ),
                     };
                     let f = Fill {
-                        exec_id: ExecId(format!("x{k}")),
+                        exec_id: ExecId::from(format!("x{k}")),
                         order_id: oid,
                         symbol: sym,
                         side,

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-const ALLOWED: [&str; 6] = [
+const ALLOWED: [&str; 7] = [
+    "compact_str",
     "rust_decimal",
     "rust_decimal_macros",
     "chrono",

@@ -329,7 +329,7 @@ proptest! {
             };
             let hit = book.on_bar(&bar);
             let now = *book.armed(sym).unwrap();
-            let (b, n) = (before.trailing.unwrap(), now.trailing.unwrap());
+            let (b, n) = (before.trailing().unwrap(), now.trailing().unwrap());
             if long {
                 prop_assert!(n >= b && now.high_water >= before.high_water);
             } else {

@@ -308,6 +308,10 @@ impl SessionHooks for ShellHooks<'_> {
         failpoint("after_send");
     }
 
+    fn decision(&mut self, d: &robo_core::decision::Decision) {
+        self.command(&Command::Persist(Record::Decision(Box::new(*d))));
+    }
+
     fn command(&mut self, cmd: &Command) {
         if let (Some(bus), Command::Publish(update)) = (self.bus, cmd) {
             let symbol = match update {

@@ -212,6 +212,9 @@ impl SessionHooks for GatedHooks<'_, '_> {
     fn command(&mut self, cmd: &Command) {
         self.inner.command(cmd)
     }
+    fn decision(&mut self, d: &robo_core::decision::Decision) {
+        self.inner.decision(d)
+    }
     fn event(&mut self, ev: &Event) {
         self.inner.event(ev)
     }
@@ -305,6 +308,9 @@ impl Trader<'_> {
         while let Some(ev) = queue.pop_front() {
             hooks.event(&ev);
             engine.handle(&ev, cmds);
+            for d in engine.drain_decisions() {
+                hooks.decision(&d);
+            }
             for cmd in cmds.drain(..) {
                 match cmd {
                     Command::Place(req) => {
@@ -532,7 +538,7 @@ impl Trader<'_> {
     fn apply_reconciliation(&mut self, rec: Reconciliation) {
         let n_fills = rec.fills.len();
         for f in rec.fills {
-            self.last_exec = Some(f.exec_id.0.clone());
+            self.last_exec = Some(f.exec_id.0.to_string());
             self.feed(Event::Fill(f));
         }
         let open_at_broker: HashSet<ClientOrderId> = rec
@@ -584,7 +590,7 @@ impl Trader<'_> {
             Input::Bar(b) => self.on_bar(b),
             Input::Broker(BrokerEvent::Order(u)) => self.feed(Event::OrderUpdate(u)),
             Input::Broker(BrokerEvent::Fill(f)) => {
-                self.last_exec = Some(f.exec_id.0.clone());
+                self.last_exec = Some(f.exec_id.0.to_string());
                 self.feed(Event::Fill(f));
             }
             Input::Transition(t) => self.on_transition(&t)?,
@@ -812,7 +818,7 @@ pub fn trade(
         universe: &universe,
         t: Ts::from_utc(chrono::Utc::now()),
         seen_until: vec![None; universe.len()],
-        last_exec: persisted.fills.last().map(|f| f.exec_id.0.clone()),
+        last_exec: persisted.fills.last().map(|f| f.exec_id.0.to_string()),
         last_marks: Instant::now(),
         reconcile_retry: None,
         subscribed: false,

@@ -67,7 +67,7 @@ fn fill(
     secs: i64,
 ) -> Fill {
     Fill {
-        exec_id: ExecId(exec.to_string()),
+        exec_id: ExecId::from(exec),
         order_id: ClientOrderId(order),
         symbol: SymbolId(sym),
         side,
@@ -286,7 +286,7 @@ fn batched_records_land_after_flush_in_one_transaction() {
 
     for i in 0..3 {
         writer.send(WriteOp::Record {
-            rec: Record::Decision(decision(0, 60 * i, dec!(100.5))),
+            rec: Record::Decision(Box::new(decision(0, 60 * i, dec!(100.5)))),
             symbol: "AAPL".into(),
         });
     }
@@ -446,7 +446,7 @@ fn a_bad_op_rolls_back_alone_and_flush_reports_it() {
         .fills()
         .unwrap()
         .into_iter()
-        .map(|f| f.exec_id.0)
+        .map(|f| f.exec_id.0.to_string())
         .collect();
     assert_eq!(ids, ["E1", "E3"]);
     assert_eq!(store.positions().unwrap()[0].quantity, 15);
@@ -773,7 +773,7 @@ fn load_state_resumes_orders_seq_marks_and_exit_reason() {
         Some(dec!(1000) - dec!(100) - dec!(42) - dec!(22) - dec!(1.5))
     );
     assert_eq!(st.fills.len(), 3);
-    assert!(st.seen_exec_ids.contains(&ExecId("E3".into())));
+    assert!(st.seen_exec_ids.contains(&ExecId::from("E3")));
     let open: Vec<(String, OrderState, i64)> = st
         .open_orders
         .iter()

@@ -33,6 +33,30 @@ pub fn to_fixed(d: Decimal) -> i128 {
     }
 }
 
+const POW10_64: [i64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// A decimal price as an `i64` number of 10^-8 dollars when that is exact (at most 8 decimal
+/// places, under about $92 billion); `None` otherwise, and the caller takes its `Decimal` path.
+#[inline]
+pub fn fx(d: Decimal) -> Option<i64> {
+    let scale = d.scale();
+    if scale > SCALE {
+        return None;
+    }
+    let m = i64::try_from(d.mantissa()).ok()?;
+    m.checked_mul(POW10_64[(SCALE - scale) as usize])
+}
+
 /// An integer back to a decimal.
 pub fn from_fixed(v: i128) -> Decimal {
     Decimal::from_i128_with_scale(v, SCALE)

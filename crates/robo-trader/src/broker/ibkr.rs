@@ -806,7 +806,7 @@ impl IbkrBroker {
                 detail: "not in the watchlist".into(),
             })?;
         Ok(Fill {
-            exec_id: ExecId(e.execution_id.clone()),
+            exec_id: ExecId::from(e.execution_id.clone()),
             order_id,
             symbol,
             side: match e.side {
@@ -832,7 +832,7 @@ impl IbkrBroker {
         {
             let mut book = lock(&self.inner.orders);
             for f in &fills {
-                book.fills_seen.insert(f.exec_id.0.clone());
+                book.fills_seen.insert(f.exec_id.0.to_string());
             }
             // Anything held while unreconciled is covered by IB's execution list.
             book.pending_exec.clear();
@@ -923,8 +923,8 @@ impl IbkrBroker {
             IbOrderUpdate::ExecutionData(d) => match self.fill_from(&d, 0.0) {
                 Ok(f) => {
                     let mut book = lock(&self.inner.orders);
-                    if !book.fills_seen.contains(&f.exec_id.0) {
-                        book.pending_exec.insert(f.exec_id.0.clone(), f);
+                    if !book.fills_seen.contains(f.exec_id.as_str()) {
+                        book.pending_exec.insert(f.exec_id.0.to_string(), f);
                     }
                 }
                 Err(e) => tracing::warn!("execution not mapped: {e}"),
@@ -940,7 +940,7 @@ impl IbkrBroker {
                     } else {
                         match book.pending_exec.remove(&c.execution_id) {
                             Some(mut f) => {
-                                book.fills_seen.insert(f.exec_id.0.clone());
+                                book.fills_seen.insert(f.exec_id.0.to_string());
                                 f.commission = dec("commission", c.commission).unwrap_or_default();
                                 Some(f)
                             }

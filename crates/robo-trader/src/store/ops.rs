@@ -281,7 +281,7 @@ pub(crate) fn write_fill(conn: &Connection, f: &Fill, symbol: &str) -> Result<bo
              ON CONFLICT (exec_id) DO NOTHING",
         )?
         .execute(params![
-            f.exec_id.0,
+            f.exec_id.as_str(),
             order_id,
             symbol,
             f.side.as_str(),

@@ -172,7 +172,7 @@ pub(crate) fn fills(conn: &Connection) -> Result<Vec<FillRow>, StoreError> {
             commission: parse_dec(&commission, at("commission"))?,
             ts: parse_ts(&ts, at("ts"))?,
             symbol,
-            exec_id: ExecId(exec_id),
+            exec_id: ExecId::from(exec_id),
         });
     }
     Ok(out)

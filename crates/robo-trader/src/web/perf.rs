@@ -242,7 +242,7 @@ mod tests {
 
     fn f(sym: &str, side: Side, qty: i64, price: Decimal, comm: Decimal, secs: i64) -> FillRow {
         FillRow {
-            exec_id: ExecId(format!("{sym}{secs}")),
+            exec_id: ExecId::from(format!("{sym}{secs}")),
             order_id: ClientOrderId(1),
             symbol: sym.into(),
             side,
