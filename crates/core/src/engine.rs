@@ -15,7 +15,7 @@ use crate::events::{
     Command, Event, OperatorCommand, OrderUpdate, Record, RiskEvent, StateCause, StateChange,
     Update,
 };
-use crate::indicators::exact_sma::to_fixed;
+use crate::indicators::exact_sma::{fx, to_fixed};
 use crate::ledger::Ledger;
 use crate::orders::{FillOutcome, ManagedOrder, OrderManager, UpdateOutcome};
 use crate::risk::{OrderCheck, RiskContext, RiskGate, RiskLimits, Verdict};
@@ -222,6 +222,11 @@ impl Engine {
         self.decisions.drain(..)
     }
 
+    #[inline]
+    pub fn has_decisions(&self) -> bool {
+        !self.decisions.is_empty()
+    }
+
     /// Drops finished orders from memory (they are in the store); keeps seen executions.
     pub fn prune_closed_orders(&mut self) {
         self.orders.prune_closed();
@@ -273,10 +278,15 @@ impl Engine {
         }
     }
 
+    #[inline]
     fn roll_day_if_needed(&mut self, ts: Ts, out: &mut Vec<Command>) {
-        if ts < self.day_end {
-            return;
+        if ts >= self.day_end {
+            self.roll_day(ts, out);
         }
+    }
+
+    #[cold]
+    fn roll_day(&mut self, ts: Ts, out: &mut Vec<Command>) {
         let date = calendar::ny_date(ts);
         let next = date.succ_opt().unwrap_or(date);
         self.day_end = calendar::ny_local_to_ts(next, 0, 0);
@@ -295,10 +305,11 @@ impl Engine {
         self.cash_fixed = to_fixed(self.ledger.cash());
     }
 
+    #[inline]
     fn set_mark(&mut self, sym: SymbolId, price: Price) {
         self.ledger.mark(sym, price);
         if let Some(m) = self.mark_fixed.get_mut(sym.index()) {
-            *m = to_fixed(price);
+            *m = fx(price).map_or_else(|| to_fixed(price), i128::from);
         }
     }
 

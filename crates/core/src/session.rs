@@ -104,6 +104,9 @@ impl PaperSession {
 
     #[inline]
     fn decisions(&mut self, hooks: &mut impl SessionHooks) {
+        if !self.engine.has_decisions() {
+            return;
+        }
         for d in self.engine.drain_decisions() {
             hooks.decision(&d);
         }
