@@ -54,12 +54,42 @@ pub enum WriteOp {
         sim_clock: Ts,
         peak_equity: Money,
     },
+    /// The watchlist as this run starts: every symbol tradeable on live data, none dropped.
+    SymbolFeedsReset { symbols: Vec<String>, ts: Ts },
+    /// One symbol's market data changed (delayed, untradeable, dropped, or back to normal).
+    SymbolFeed {
+        symbol: String,
+        state: SymbolFeedState,
+        delayed: bool,
+        reason: String,
+        ts: Ts,
+    },
     /// The run ended; `exit_reason` is what `status` shows next time.
     RunEnded {
         run_id: i64,
         ended: Ts,
         exit_reason: String,
     },
+}
+
+/// Whether a watchlist symbol can take new entries, as far as its market data goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolFeedState {
+    Tradeable,
+    /// Its data stopped or is not permitted: no new entries (exits still allowed).
+    Untradeable,
+    /// Not resolvable at IB (unknown, delisted, ambiguous): off the watchlist for this run.
+    Dropped,
+}
+
+impl SymbolFeedState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SymbolFeedState::Tradeable => "tradeable",
+            SymbolFeedState::Untradeable => "untradeable",
+            SymbolFeedState::Dropped => "dropped",
+        }
+    }
 }
 
 /// Runs `f` in a `BEGIN IMMEDIATE` transaction committed with `synchronous=FULL`, so it is on
@@ -414,6 +444,39 @@ pub(crate) fn apply_op(conn: &Connection, op: &WriteOp) -> Result<(), StoreError
             }
             meta_set(conn, "sim_clock", &ts_text(*sim_clock))?;
             meta_set(conn, "peak_equity", &dec_text(*peak_equity))?;
+            Ok(())
+        }
+        WriteOp::SymbolFeedsReset { symbols, ts } => {
+            conn.execute("DELETE FROM symbol_feeds", [])?;
+            for symbol in symbols {
+                conn.prepare_cached(
+                    "INSERT INTO symbol_feeds (symbol, state, delayed, reason, ts)
+                     VALUES (?1, 'tradeable', 0, '', ?2)",
+                )?
+                .execute(params![symbol, ts_text(*ts)])?;
+            }
+            Ok(())
+        }
+        WriteOp::SymbolFeed {
+            symbol,
+            state,
+            delayed,
+            reason,
+            ts,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO symbol_feeds (symbol, state, delayed, reason, ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (symbol) DO UPDATE SET state = excluded.state,
+                     delayed = excluded.delayed, reason = excluded.reason, ts = excluded.ts",
+            )?
+            .execute(params![
+                symbol,
+                state.as_str(),
+                i64::from(*delayed),
+                reason,
+                ts_text(*ts)
+            ])?;
             Ok(())
         }
         WriteOp::RunEnded {

@@ -627,6 +627,12 @@ pub(crate) fn status_json(conn: &Connection) -> Result<Value, StoreError> {
     )?;
     let run = last_run(conn)?;
     let last_exit_reason = last_ended_exit_reason(conn)?;
+    let symbols = symbol_feeds(conn)?;
+    let dropped: Vec<Value> = symbols
+        .iter()
+        .filter(|s| s["state"] == "dropped")
+        .map(|s| json!({ "symbol": s["symbol"], "reason": s["reason"], "since": s["since"] }))
+        .collect();
 
     Ok(json!({
         "starting_cash": start.map(money),
@@ -657,7 +663,26 @@ pub(crate) fn status_json(conn: &Connection) -> Result<Value, StoreError> {
             "config_fingerprint": r.config_fingerprint,
         })),
         "last_exit_reason": last_exit_reason,
+        "symbols": symbols,
+        "dropped_symbols": dropped,
     }))
+}
+
+/// Per watchlist symbol of the last IB run: tradeable / untradeable / dropped, delayed data
+/// or not, and why. Empty for the simulated market.
+fn symbol_feeds(conn: &Connection) -> Result<Vec<Value>, StoreError> {
+    let mut st = conn
+        .prepare("SELECT symbol, state, delayed, reason, ts FROM symbol_feeds ORDER BY symbol")?;
+    let rows = st.query_map([], |r| {
+        Ok(json!({
+            "symbol": r.get::<_, String>(0)?,
+            "state": r.get::<_, String>(1)?,
+            "delayed": r.get::<_, i64>(2)? != 0,
+            "reason": r.get::<_, String>(3)?,
+            "since": r.get::<_, String>(4)?,
+        }))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The exit reason of the latest run that recorded an end (the current run, while running,

@@ -425,6 +425,8 @@ fn op_name(op: &WriteOp) -> &'static str {
         WriteOp::Connection { .. } => "connection event",
         WriteOp::BrokerId { .. } => "broker id",
         WriteOp::Marks { .. } => "marks",
+        WriteOp::SymbolFeedsReset { .. } => "symbol feeds reset",
+        WriteOp::SymbolFeed { .. } => "symbol feed",
         WriteOp::RunEnded { .. } => "run end",
     }
 }
