@@ -1220,6 +1220,41 @@ impl MinuteAggregator {
     }
 }
 
+/// `doctor`'s real-time permission probe: realtime bars for every symbol at once, each
+/// cancelled after `wait`; returns the symbols refused for want of a real-time permission
+/// (354/10089/10167), with IB's code and text. A symbol that merely sends nothing in `wait`
+/// counts as permitted.
+pub(crate) async fn probe_realtime(
+    conn: &IbConn,
+    symbols: &[String],
+    wait: Duration,
+) -> Vec<(String, i32, String)> {
+    let probes = symbols.iter().map(|symbol| async move {
+        let contract = ibapi::contracts::Contract::stock(symbol).build();
+        let mut sub = conn
+            .client()
+            .realtime_bars(&contract)
+            .what_to_show(ibapi::market_data::realtime::WhatToShow::Trades)
+            .trading_hours(TradingHours::Extended)
+            .subscribe()
+            .await
+            .ok()?;
+        let first = tokio::time::timeout(wait, sub.next()).await.ok()??;
+        let n = match first {
+            Ok(SubscriptionItem::Notice(n)) | Err(ibapi::Error::Notice(n)) => n,
+            _ => return None,
+        };
+        NO_REALTIME_CODES
+            .contains(&n.code)
+            .then(|| (symbol.clone(), n.code, n.message))
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// `doctor`'s market-data probe: one historical 1-minute bar for `symbol`, bounded.
 pub(crate) async fn probe_history(
     conn: &IbConn,
