@@ -263,6 +263,10 @@ pub struct IbConfig {
     pub stale_feed_interval_ms: u64,
     /// Count only inside NYSE regular hours (wall clock); false counts at all hours.
     pub stale_feed_regular_hours_only: bool,
+    /// `--ib-orders paper`: IB's net liquidation value drives sizing and the start-of-day
+    /// equity while it is within this fraction of the ledger's equity; beyond it the
+    /// difference is logged and shown on the status, and the ledger's figures are used.
+    pub account_tolerance_pct: Decimal,
     /// Set only by `--live`: a live-money port (4001, 7496) is refused without it. Never read
     /// from a file, so no config can enable real money by itself.
     #[serde(skip)]
@@ -308,6 +312,7 @@ impl Default for IbConfig {
             stale_feed_intervals: 2,
             stale_feed_interval_ms: 60_000,
             stale_feed_regular_hours_only: true,
+            account_tolerance_pct: Decimal::new(5, 3),
             live: false,
         }
     }
@@ -448,6 +453,17 @@ impl Config {
                 format!(
                     "expected 100 to 86400000 ms (one bar interval; 60000 for minute bars), got {}",
                     self.ib.stale_feed_interval_ms
+                ),
+            ));
+        }
+        if self.ib.account_tolerance_pct < Decimal::ZERO
+            || self.ib.account_tolerance_pct > Decimal::ONE
+        {
+            return Err(ConfigError::invalid(
+                "ib.account_tolerance_pct",
+                format!(
+                    "must be a fraction in [0, 1] like 0.005, got {}",
+                    self.ib.account_tolerance_pct
                 ),
             ));
         }

@@ -33,8 +33,8 @@ use tracing::{error, info, warn};
 
 use crate::broker::ibkr::HistBarSize;
 use crate::broker::{
-    BrokerError, BrokerEvent, FeedEvent, HistQuery, IbkrBroker, Reconciliation, Session,
-    SessionConfig, SessionState, Transition,
+    AccountSummary, BrokerError, BrokerEvent, FeedEvent, HistQuery, IbkrBroker, Reconciliation,
+    Session, SessionConfig, SessionState, Transition,
 };
 use crate::config::{Config, IbOrders, MarketDataFallback};
 use crate::runner::{BusEvent, Control, RunOutcome, ShellHooks, TraderParts};
@@ -49,6 +49,9 @@ const RECONCILE_BOUND: Duration = Duration::from_secs(15);
 const RECONCILE_RETRY: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the gateway to confirm cancels and report last fills.
 const DRAIN_BOUND: Duration = Duration::from_millis(1500);
+/// How often the account summary is read in `--ib-orders paper` mode (retried every second
+/// until the first answer of each connection).
+const ACCOUNT_EVERY: Duration = Duration::from_secs(30);
 /// The exact text `--live` asks to be typed.
 pub const LIVE_CONFIRMATION: &str = "LIVE";
 
@@ -275,6 +278,8 @@ enum Input {
     Bar(Bar),
     Broker(BrokerEvent),
     Transition(Transition),
+    /// IB's account summary (`--ib-orders paper`).
+    Account(AccountSummary),
     /// Re-read the current state: at start, or when transitions were lost (the thread lagged).
     Resync(&'static str),
 }
@@ -334,6 +339,10 @@ struct Trader<'a> {
     /// Regular hours on the wall clock; `None` checks feeds at all hours.
     calendar: Option<robo_core::calendar::Calendar>,
     close: CloseClock,
+    /// `ib.account_tolerance_pct`.
+    account_tolerance_pct: rust_decimal::Decimal,
+    /// Whether the last account reading agreed with the ledger (a change is logged once).
+    account_agrees: Option<bool>,
 }
 
 impl Trader<'_> {
@@ -707,6 +716,49 @@ impl Trader<'_> {
         }
     }
 
+    /// IB's account against the ledger: within tolerance, its net liquidation value drives
+    /// sizing and the start-of-day equity; beyond it the difference is logged (once per change)
+    /// and the ledger's figures stay in use. Either way the reading is on the status.
+    fn on_account(&mut self, a: AccountSummary) {
+        let Some(net) = a.net_liquidation else {
+            warn!("account summary without NetLiquidation: ignored");
+            return;
+        };
+        let ledger_equity = self.exec.engine().ledger().equity();
+        let row = crate::store::BrokerAccountRow {
+            account: a.account.clone(),
+            net_liquidation: net,
+            total_cash: a.total_cash,
+            buying_power: a.buying_power,
+            ledger_equity,
+            tolerance: (ledger_equity.abs() * self.account_tolerance_pct).round_dp(2),
+            ts: Ts::from_utc(chrono::Utc::now()),
+        };
+        let agrees = row.within_tolerance();
+        if agrees {
+            self.exec
+                .engine_mut()
+                .set_account(robo_core::account::AccountSnapshot {
+                    net_liquidation: net,
+                    total_cash: a.total_cash,
+                    buying_power: a.buying_power,
+                    ts: row.ts,
+                });
+        }
+        if self.account_agrees != Some(agrees) {
+            if agrees {
+                info!(account = %a.account, net_liquidation = %net, %ledger_equity,
+                    "IB account agrees with the ledger: its net liquidation value drives sizing");
+            } else {
+                error!(account = %a.account, net_liquidation = %net, %ledger_equity,
+                    difference = %row.difference(), tolerance = %row.tolerance,
+                    "IB account differs from the ledger beyond the tolerance: sizing stays on the ledger");
+            }
+            self.account_agrees = Some(agrees);
+        }
+        self.hooks.writer.send(WriteOp::BrokerAccount(row));
+    }
+
     /// Applies a reconciliation: fills once each by exec id, engine orders no longer open at the
     /// broker settled, positions compared. Then the session may become Ready.
     fn reconcile(&mut self) {
@@ -797,6 +849,7 @@ impl Trader<'_> {
             }
             Input::Broker(BrokerEvent::Feed(ev)) => self.on_feed_event(ev),
             Input::Transition(t) => self.on_transition(&t)?,
+            Input::Account(a) => self.on_account(a),
             Input::Resync(why) => self.resync(why)?,
         }
         Ok(())
@@ -881,6 +934,30 @@ impl Trader<'_> {
         info!(event = ?ev, "operator control applied");
         self.feed(ev);
         None
+    }
+}
+
+/// Reads the account summary once the session is Ready (retrying every second), then every
+/// [`ACCOUNT_EVERY`], again after each reconnect. Ends when the trading thread is gone.
+async fn account_poller(broker: IbkrBroker, tx: mpsc::Sender<Input>) {
+    // (connection generation, when) of the last successful read.
+    let mut last: Option<(u64, Instant)> = None;
+    loop {
+        let session = broker.session();
+        let generation = session.generation();
+        let due = last.is_none_or(|(g, at)| g != generation || at.elapsed() >= ACCOUNT_EVERY);
+        if due && session.state() == SessionState::Ready {
+            match broker.account_summary().await {
+                Ok(a) => {
+                    if tx.send(Input::Account(a)).is_err() {
+                        return; // the trading thread is gone
+                    }
+                    last = Some((generation, Instant::now()));
+                }
+                Err(e) => warn!("account summary not read (retrying): {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -999,6 +1076,9 @@ pub fn trade(
                 }
             }
         });
+        if gateway_orders {
+            tokio::spawn(account_poller(broker.clone(), in_tx.clone()));
+        }
         // Feed events come in both modes; order events only when orders go to the gateway.
         let tx = in_tx.clone();
         tokio::spawn(async move {
@@ -1043,6 +1123,8 @@ pub fn trade(
             robo_core::calendar::Calendar::nyse(),
             Ts::from_utc(chrono::Utc::now()),
         ),
+        account_tolerance_pct: cfg.ib.account_tolerance_pct,
+        account_agrees: None,
     };
     writer.send(WriteOp::SymbolFeedsReset {
         symbols: universe.names().to_vec(),

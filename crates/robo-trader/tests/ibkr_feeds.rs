@@ -28,8 +28,9 @@ slow = 4
 
 [risk]
 reentry_cooldown_secs = 0
-daily_loss_pct = 0.5
-max_drawdown_pct = 0.9
+daily_loss_pct = 0.9
+max_drawdown_pct = 0.95
+max_position_pct = 0.5
 
 [ib]
 restart_window = false
@@ -512,5 +513,143 @@ fn after_a_reconnect_every_missed_bar_is_seen_exactly_once() {
         }
         assert!(mins.len() as i64 >= 6 + missed_min, "{symbol}: {ts:?}");
     }
+    rt.block_on(gw.shutdown());
+}
+
+/// Entry fills as (quantity × price) notionals, and every fill's (exec id, commission).
+fn entry_notionals(db: &Path) -> Vec<rust_decimal::Decimal> {
+    let c = open_db(db).unwrap();
+    let mut st = c
+        .prepare(
+            "SELECT f.quantity, f.price FROM fills f JOIN orders o ON o.id = f.order_id
+             WHERE o.purpose = 'entry' ORDER BY f.id",
+        )
+        .unwrap();
+    st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(|r| {
+            let (q, p) = r.unwrap();
+            rust_decimal::Decimal::from(q) * p.parse::<rust_decimal::Decimal>().unwrap()
+        })
+        .collect()
+}
+
+fn commissions(db: &Path) -> BTreeMap<String, rust_decimal::Decimal> {
+    let c = open_db(db).unwrap();
+    let mut st = c.prepare("SELECT exec_id, commission FROM fills").unwrap();
+    st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(|r| {
+            let (e, c) = r.unwrap();
+            (e, c.parse::<rust_decimal::Decimal>().unwrap().normalize())
+        })
+        .collect()
+}
+
+/// The ledger starts at 50 000, the gateway's account at 100 000. `tolerance` decides whether
+/// IB's figures are taken.
+fn paper_account_run(
+    tolerance: &str,
+) -> (Proc, Handle, tokio::runtime::Runtime, tempfile::TempDir) {
+    let rt = runtime();
+    let gw = rt.block_on(gateway(&["AAPL", "MSFT"]));
+    let dir = tempfile::tempdir().unwrap();
+    // The estimate would be zero: any commission booked is IB's.
+    let extra = format!(
+        "account_tolerance_pct = {tolerance}\n[paper]\ncommission = {{ model = \"bps\", bps = \"0\" }}"
+    );
+    let mut p = start(
+        dir.path(),
+        &gw,
+        "paper",
+        "AAPL,MSFT",
+        &extra,
+        &[],
+        &["--cash", "50000"],
+    );
+    p.wait_for("the account on the status", Duration::from_secs(20), |p| {
+        p.try_status()
+            .is_some_and(|s| !s["broker_account"].is_null())
+    });
+    p.wait_for("6 entry fills", Duration::from_secs(40), |p| {
+        count(
+            &p.db,
+            "SELECT COUNT(*) FROM fills f JOIN orders o ON o.id = f.order_id WHERE o.purpose = 'entry'",
+        ) >= 6
+    });
+    (p, gw, rt, dir)
+}
+
+fn dec(s: &Value) -> rust_decimal::Decimal {
+    s.as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn ib_account_values_drive_sizing_when_they_agree_and_ib_commissions_are_booked() {
+    let (mut p, gw, rt, _dir) = paper_account_run("1.0");
+    let acct = p.status()["broker_account"].clone();
+    assert_eq!(acct["account"], "DU1234567", "{acct}");
+    assert_eq!(acct["within_tolerance"], true, "{acct}");
+    let diff = dec(&acct["difference"]);
+    assert!(
+        diff > rust_decimal::Decimal::from(45_000) && diff < rust_decimal::Decimal::from(55_000),
+        "{acct}"
+    );
+    assert_eq!(
+        dec(&acct["difference"]),
+        dec(&acct["net_liquidation"]) - dec(&acct["ledger_equity"])
+    );
+    p.stop();
+    // 2 % of IB's ~100 000, not of the ledger's ~50 000: the later entries are ~2 000 each.
+    let n = entry_notionals(&p.db);
+    let big = n
+        .iter()
+        .filter(|x| **x > rust_decimal::Decimal::from(1_500))
+        .count();
+    assert!(big >= 4, "entries sized on IB's net liquidation: {n:?}");
+    assert!(
+        n.iter().all(|x| *x < rust_decimal::Decimal::from(2_700)),
+        "{n:?}"
+    );
+    // Every commission is IB's (the local estimate is zero), exec by exec.
+    let ours = commissions(&p.db);
+    let theirs: BTreeMap<String, rust_decimal::Decimal> = gw.with_world(|w| {
+        w.executions()
+            .iter()
+            .map(|e| {
+                (
+                    e.exec_id.clone(),
+                    rust_decimal::Decimal::new(e.commission_micros, 6).normalize(),
+                )
+            })
+            .collect()
+    });
+    assert_eq!(ours, theirs);
+    assert!(ours.values().all(|c| *c >= rust_decimal::Decimal::ONE));
+    rt.block_on(gw.shutdown());
+}
+
+#[test]
+fn an_account_beyond_the_tolerance_is_reported_and_the_ledger_sizes() {
+    let (mut p, gw, rt, _dir) = paper_account_run("0.005");
+    let acct = p.status()["broker_account"].clone();
+    assert_eq!(acct["within_tolerance"], false, "{acct}");
+    assert_eq!(
+        dec(&acct["tolerance"]),
+        (dec(&acct["ledger_equity"]) * rust_decimal_macros::dec!(0.005)).round_dp(2)
+    );
+    p.stop();
+    let n = entry_notionals(&p.db);
+    assert!(
+        n.iter().all(|x| *x < rust_decimal::Decimal::from(1_300)),
+        "entries sized on the ledger's ~50 000: {n:?}"
+    );
+    let log = std::fs::read_to_string(&p.log).unwrap();
+    assert_eq!(
+        log.matches("differs from the ledger beyond the tolerance")
+            .count(),
+        1,
+        "logged once"
+    );
     rt.block_on(gw.shutdown());
 }

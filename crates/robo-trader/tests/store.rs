@@ -132,6 +132,7 @@ fn migrations_are_idempotent_and_set_wal() {
     assert_eq!(
         tables,
         [
+            "broker_account",
             "connection_events",
             "decisions",
             "equity",

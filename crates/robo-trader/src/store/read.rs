@@ -665,7 +665,35 @@ pub(crate) fn status_json(conn: &Connection) -> Result<Value, StoreError> {
         "last_exit_reason": last_exit_reason,
         "symbols": symbols,
         "dropped_symbols": dropped,
+        "broker_account": broker_account(conn)?,
     }))
+}
+
+/// The broker's account as last read by an `--ib-orders paper` run, with its difference from
+/// the ledger; `null` when none was read.
+fn broker_account(conn: &Connection) -> Result<Value, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT account, net_liquidation, total_cash, buying_power, ledger_equity,
+                    difference, tolerance, within_tolerance, ts
+             FROM broker_account WHERE id = 1",
+            [],
+            |r| {
+                Ok(json!({
+                    "account": r.get::<_, String>(0)?,
+                    "net_liquidation": r.get::<_, String>(1)?,
+                    "total_cash": r.get::<_, Option<String>>(2)?,
+                    "buying_power": r.get::<_, Option<String>>(3)?,
+                    "ledger_equity": r.get::<_, String>(4)?,
+                    "difference": r.get::<_, String>(5)?,
+                    "tolerance": r.get::<_, String>(6)?,
+                    "within_tolerance": r.get::<_, i64>(7)? != 0,
+                    "ts": r.get::<_, String>(8)?,
+                }))
+            },
+        )
+        .optional()?
+        .unwrap_or(Value::Null))
 }
 
 /// Per watchlist symbol of the last IB run: tradeable / untradeable / dropped, delayed data

@@ -427,6 +427,7 @@ fn op_name(op: &WriteOp) -> &'static str {
         WriteOp::Marks { .. } => "marks",
         WriteOp::SymbolFeedsReset { .. } => "symbol feeds reset",
         WriteOp::SymbolFeed { .. } => "symbol feed",
+        WriteOp::BrokerAccount(_) => "broker account",
         WriteOp::RunEnded { .. } => "run end",
     }
 }
