@@ -122,6 +122,10 @@ pub struct Engine {
     checks: Checks,
     /// Decision records of the events handled since the last drain (capacity reused).
     decisions: Vec<Decision>,
+    /// The broker's account, when the shell gives it (`set_account`); `None` = the ledger's.
+    account: Option<crate::account::AccountSnapshot>,
+    /// The `day_end` for which the start-of-day equity was last taken from `account`.
+    account_sod_day_end: Option<Ts>,
 }
 
 impl Engine {
@@ -151,6 +155,8 @@ impl Engine {
             bars_seen: 0,
             checks: Checks::default(),
             decisions: Vec::new(),
+            account: None,
+            account_sod_day_end: None,
             cfg,
         }
     }
@@ -555,7 +561,8 @@ impl Engine {
         };
         sizing::size(
             &self.cfg.sizing,
-            self.ledger.equity(),
+            self.account
+                .map_or_else(|| self.ledger.equity(), |a| a.net_liquidation),
             price,
             None,
             &self.ledger.trade_stats(),
@@ -747,5 +754,23 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The broker's account figures (see [`crate::account`]): from now on sizing uses its net
+    /// liquidation value, and the first reading of each exchange day (after the engine rolled
+    /// the day) becomes the start-of-day equity. The shell gives it only while the account
+    /// agrees with the ledger, so the loss limits compare like with like.
+    pub fn set_account(&mut self, snapshot: crate::account::AccountSnapshot) {
+        self.account = Some(snapshot);
+        if self.account_sod_day_end != Some(self.day_end) {
+            self.account_sod_day_end = Some(self.day_end);
+            self.start_of_day_equity = snapshot.net_liquidation;
+            self.refresh_trigger();
+        }
+    }
+
+    /// The last account reading given by [`Engine::set_account`].
+    pub fn account(&self) -> Option<crate::account::AccountSnapshot> {
+        self.account
     }
 }

@@ -4,6 +4,7 @@
 //! returns [`events::Command`]s. Live trading, the simulated market and backtests all run this
 //! same code, so a backtest is the live engine over history.
 
+pub mod account;
 pub mod calendar;
 pub mod commission;
 pub mod decision;

@@ -42,6 +42,12 @@ pub(crate) struct FaultState {
     pub pacing: bool,
     /// Error 100 above this many messages per second per connection.
     pub rate_limit: Option<u32>,
+    /// Symbols without a real-time data permission: a realtime-bars request for one of them on
+    /// a connection still asking for live data (market data type 1 or 2) gets this error code
+    /// (354, 10089 or 10167). After reqMarketDataType 3 or 4 its (delayed) bars flow.
+    pub no_realtime: HashMap<String, i32>,
+    /// Symbols whose realtime bars stop: subscriptions are accepted, but nothing is pushed.
+    pub silent: HashSet<String>,
 }
 
 /// IB's historical pacing rules (historical_limitations.html): no identical request within

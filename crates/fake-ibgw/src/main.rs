@@ -28,7 +28,9 @@ struct Args {
     seed: u64,
     /// Per-connection behaviour, in order; the last repeats. One of: normal, close-immediately,
     /// accept-and-hang, handshake-then-hang, server-version=<v>, client-id-in-use,
-    /// client-id-in-use=<id,id..>, read-only, refuse=<ms>. Runtime switches: pacing, rate-limit=<n>.
+    /// client-id-in-use=<id,id..>, read-only, refuse=<ms>. Runtime switches: pacing, rate-limit=<n>,
+    /// no-realtime=<SYMBOL>[:<354|10089|10167>] (no live-data permission: delayed only),
+    /// silent=<SYMBOL> (its realtime bars never come).
     #[arg(long = "fault")]
     faults: Vec<String>,
     /// Drop every connection this often (ms), to exercise reconnects.
@@ -43,6 +45,8 @@ enum Fault {
     Behavior(ConnBehavior),
     Pacing,
     RateLimit(u32),
+    NoRealtime(String, i32),
+    Silent(String),
 }
 
 fn parse_fault(text: &str) -> anyhow::Result<Fault> {
@@ -73,6 +77,18 @@ fn parse_fault(text: &str) -> anyhow::Result<Fault> {
         ))),
         "pacing" => Fault::Pacing,
         "rate-limit" => Fault::RateLimit(value.ok_or_else(|| need("<msgs per second>"))?.parse()?),
+        "no-realtime" => {
+            let v = value.ok_or_else(|| need("<SYMBOL>[:<code>]"))?;
+            let (sym, code) = match v.split_once(':') {
+                Some((s, c)) => (s, c.trim().parse()?),
+                None => (v, 354),
+            };
+            if ![354, 10089, 10167].contains(&code) {
+                anyhow::bail!("--fault no-realtime: code {code} is not 354, 10089 or 10167");
+            }
+            Fault::NoRealtime(sym.trim().to_string(), code)
+        }
+        "silent" => Fault::Silent(value.ok_or_else(|| need("<SYMBOL>"))?.trim().to_string()),
         other => anyhow::bail!("unknown --fault {other:?} (see --help)"),
     })
 }
@@ -89,11 +105,14 @@ async fn main() -> anyhow::Result<()> {
 
     let mut behaviors = Vec::new();
     let (mut pacing, mut rate_limit) = (false, None);
+    let (mut no_realtime, mut silent) = (Vec::new(), Vec::new());
     for f in &args.faults {
         match parse_fault(f)? {
             Fault::Behavior(b) => behaviors.push(b),
             Fault::Pacing => pacing = true,
             Fault::RateLimit(n) => rate_limit = Some(n),
+            Fault::NoRealtime(s, code) => no_realtime.push((s, code)),
+            Fault::Silent(s) => silent.push(s),
         }
     }
     let symbols = args
@@ -119,6 +138,12 @@ async fn main() -> anyhow::Result<()> {
     let handle = FakeGateway::start(config).await?;
     handle.set_pacing(pacing);
     handle.set_rate_limit(rate_limit);
+    for (s, code) in &no_realtime {
+        handle.set_no_realtime(s, Some(*code));
+    }
+    for s in &silent {
+        handle.set_silent(s, true);
+    }
     tracing::info!(addr = %handle.addr(), "ready; Ctrl-C to stop");
 
     if let Some(ms) = args.drop_every_ms {

@@ -629,6 +629,10 @@ impl Conn {
                     .unwrap_or_else(reject)
             }
             Request::RealTimeBars(r) => {
+                if let Some(refusal) = self.realtime_refusal(r.req_id, r.contract.as_ref(), now_ms)
+                {
+                    return vec![refusal];
+                }
                 self.subscribe(r.req_id, r.contract.as_ref(), SubKind::RealTimeBars, now_ms)
             }
             Request::MarketData(r) => {
@@ -704,6 +708,36 @@ impl Conn {
             | Request::Unknown { .. }
             | Request::Malformed { .. } => Vec::new(),
         }
+    }
+
+    /// The permission error for a realtime request on a symbol without live data, while this
+    /// connection still asks for live data.
+    fn realtime_refusal(
+        &self,
+        req_id: Option<i32>,
+        contract: Option<&proto::Contract>,
+        now_ms: i64,
+    ) -> Option<ServerMsg> {
+        if matches!(self.market_data_type, 3 | 4) {
+            return None;
+        }
+        let symbol = lock(&self.shared.world)
+            .resolve(req_id.unwrap_or(-1), contract)
+            .ok()?
+            .symbol
+            .clone();
+        let code = *lock(&self.shared.faults).no_realtime.get(&symbol)?;
+        let text = match code {
+            10089 => "Requested market data requires additional subscription for API. See link in 'Market Data Connections' dialog for more details.Delayed market data is available.",
+            10167 => "Requested market data is not subscribed. Displaying delayed market data.",
+            _ => "Requested market data is not subscribed.",
+        };
+        Some(ServerMsg::error(
+            req_id.unwrap_or(-1),
+            code,
+            format!("{text} {symbol} NASDAQ.NMS/TOP/ALL"),
+            now_ms,
+        ))
     }
 
     fn subscribe(
@@ -845,9 +879,11 @@ async fn ticker(shared: Arc<Shared>) {
             deliver_to_client(&shared, client_id, m);
         }
         let pushes: Vec<(u64, Vec<ServerMsg>)> = {
+            let silent = lock(&shared.faults).silent.clone();
             let world = lock(&shared.world);
             lock(&shared.subs)
                 .iter()
+                .filter(|s| !(s.kind == SubKind::RealTimeBars && silent.contains(&s.symbol)))
                 .map(|s| {
                     let msgs = match s.kind {
                         SubKind::RealTimeBars => world
@@ -1072,6 +1108,29 @@ impl Handle {
     /// placeOrder gets error 321 on every connection.
     pub fn set_read_only(&self, on: bool) {
         lock(&self.shared.faults).read_only = on;
+    }
+
+    /// `symbol` has no real-time data permission: its realtime-bars requests get error `code`
+    /// (354, 10089 or 10167) until the connection switches to delayed data (type 3 or 4).
+    /// `None` restores the permission.
+    pub fn set_no_realtime(&self, symbol: &str, code: Option<i32>) {
+        let symbol = symbol.to_ascii_uppercase();
+        let mut f = lock(&self.shared.faults);
+        match code {
+            Some(c) => f.no_realtime.insert(symbol, c),
+            None => f.no_realtime.remove(&symbol),
+        };
+    }
+
+    /// Stop (or resume) pushing realtime bars for `symbol`; requests are still accepted.
+    pub fn set_silent(&self, symbol: &str, silent: bool) {
+        let symbol = symbol.to_ascii_uppercase();
+        let mut f = lock(&self.shared.faults);
+        if silent {
+            f.silent.insert(symbol);
+        } else {
+            f.silent.remove(&symbol);
+        }
     }
 
     /// Emulate IB's historical pacing (error 162).

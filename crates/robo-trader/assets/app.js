@@ -57,6 +57,16 @@ function renderStatus(s) {
   $("ks-state").textContent = text(k.state);
   $("ks-cause").textContent = text(k.cause) + " (" + text(k.source) + ")";
   renderPositions(s.positions || []);
+  renderFeeds(s.symbols || []);
+}
+
+// Symbols not simply tradeable on live data: delayed, untradeable, dropped (with why).
+function renderFeeds(list) {
+  const b = $("feeds-banner");
+  const odd = list.filter((x) => x.state !== "tradeable" || x.delayed);
+  b.hidden = odd.length === 0;
+  b.textContent = odd.map((x) => x.symbol + ": " + x.state + (x.delayed ? " (delayed data)" : "") + (x.reason ? " — " + x.reason : "")).join("; ");
+  b.className = "banner " + (odd.some((x) => x.state !== "tradeable") ? "bad" : "warn");
 }
 
 function renderPositions(list) {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rust_decimal::Decimal;
 
-use crate::config::{BrokerKind, ClockKind, IbOrders, SimSpeed};
+use crate::config::{BrokerKind, ClockKind, IbOrders, MarketDataFallback, SimSpeed};
 
 /// robo-trader: an automated trading system for Interactive Brokers.
 #[derive(Debug, Clone, Parser)]
@@ -159,6 +159,11 @@ pub struct RunArgs {
     /// them to the gateway's account [default: local].
     #[arg(long, env = "IB_ORDERS", value_enum)]
     pub ib_orders: Option<IbOrders>,
+
+    /// With --broker ibkr: what a symbol without a real-time data permission (354/10089/10167)
+    /// gets: `delayed` data (flagged on the status) or `untradeable` [default: delayed].
+    #[arg(long, env = "IB_MARKET_DATA_FALLBACK", value_enum)]
+    pub market_data_fallback: Option<MarketDataFallback>,
 
     /// Allow a live-money gateway port (4001, 7496); `run` then asks for a typed confirmation.
     #[arg(long)]

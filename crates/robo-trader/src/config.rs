@@ -253,6 +253,20 @@ pub struct IbConfig {
     /// Refuse orders (and expect drops) inside IB Gateway's nightly restart window,
     /// 23:45–01:45 New York. Off only for gateways that do not restart (the fake one).
     pub restart_window: bool,
+    /// What a symbol without a real-time data permission (errors 354, 10089, 10167) gets:
+    /// delayed data (flagged `delayed` on the status), or no trading at all.
+    pub market_data_fallback: MarketDataFallback,
+    /// The stale-feed detector: this many bar intervals without a bar means one resubscribe,
+    /// and as many again means untradeable. 0 turns the detector off.
+    pub stale_feed_intervals: u32,
+    /// One bar interval on the wall clock, in ms (the live bars are minute bars).
+    pub stale_feed_interval_ms: u64,
+    /// Count only inside NYSE regular hours (wall clock); false counts at all hours.
+    pub stale_feed_regular_hours_only: bool,
+    /// `--ib-orders paper`: IB's net liquidation value drives sizing and the start-of-day
+    /// equity while it is within this fraction of the ledger's equity; beyond it the
+    /// difference is logged and shown on the status, and the ledger's figures are used.
+    pub account_tolerance_pct: Decimal,
     /// Set only by `--live`: a live-money port (4001, 7496) is refused without it. Never read
     /// from a file, so no config can enable real money by itself.
     #[serde(skip)]
@@ -270,6 +284,17 @@ pub enum IbOrders {
     Paper,
 }
 
+/// What a symbol without a real-time market data permission falls back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum MarketDataFallback {
+    /// reqMarketDataType 3 and resubscribe; the symbol trades on delayed data, flagged.
+    #[default]
+    Delayed,
+    /// No fallback: the symbol is untradeable (bars that still come are shown, no entries).
+    Untradeable,
+}
+
 /// Ports where IB Gateway (4001) and TWS (7496) trade real money.
 pub const LIVE_PORTS: [u16; 2] = [4001, 7496];
 
@@ -283,6 +308,11 @@ impl Default for IbConfig {
             account: None,
             orders: IbOrders::Local,
             restart_window: true,
+            market_data_fallback: MarketDataFallback::Delayed,
+            stale_feed_intervals: 2,
+            stale_feed_interval_ms: 60_000,
+            stale_feed_regular_hours_only: true,
+            account_tolerance_pct: Decimal::new(5, 3),
             live: false,
         }
     }
@@ -416,6 +446,35 @@ impl Config {
         check_client_id("ib.client_id", i64::from(self.ib.client_id))?;
         for (i, id) in self.ib.client_ids.iter().enumerate() {
             check_client_id(&format!("ib.client_ids[{i}]"), i64::from(*id))?;
+        }
+        if self.ib.stale_feed_interval_ms < 100 || self.ib.stale_feed_interval_ms > 86_400_000 {
+            return Err(ConfigError::invalid(
+                "ib.stale_feed_interval_ms",
+                format!(
+                    "expected 100 to 86400000 ms (one bar interval; 60000 for minute bars), got {}",
+                    self.ib.stale_feed_interval_ms
+                ),
+            ));
+        }
+        if self.ib.account_tolerance_pct < Decimal::ZERO
+            || self.ib.account_tolerance_pct > Decimal::ONE
+        {
+            return Err(ConfigError::invalid(
+                "ib.account_tolerance_pct",
+                format!(
+                    "must be a fraction in [0, 1] like 0.005, got {}",
+                    self.ib.account_tolerance_pct
+                ),
+            ));
+        }
+        if self.ib.stale_feed_intervals > 1000 {
+            return Err(ConfigError::invalid(
+                "ib.stale_feed_intervals",
+                format!(
+                    "expected 0 (off) to 1000 intervals, got {}",
+                    self.ib.stale_feed_intervals
+                ),
+            ));
         }
         if self.broker == BrokerKind::Ibkr && LIVE_PORTS.contains(&self.ib.port) && !self.ib.live {
             return Err(ConfigError::invalid(
@@ -871,6 +930,9 @@ pub fn apply_overrides(cfg: &mut Config, a: &RunArgs) -> Result<(), ConfigError>
     }
     if let Some(orders) = a.ib_orders {
         cfg.ib.orders = orders;
+    }
+    if let Some(f) = a.market_data_fallback {
+        cfg.ib.market_data_fallback = f;
     }
     cfg.ib.live = a.live;
     if a.no_decisions {

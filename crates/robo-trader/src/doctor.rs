@@ -326,6 +326,25 @@ pub async fn diagnose(t: &DoctorTarget) -> Report {
         }
     }
 
+    // Real-time permission, all symbols at once: `run` falls back to delayed data (or, with
+    // `market_data_fallback = "untradeable"`, skips the symbol), so this is a note.
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining >= Duration::from_millis(300) {
+        let wait = remaining
+            .saturating_sub(Duration::from_millis(200))
+            .min(Duration::from_millis(1500));
+        for (sym, code, message) in ibkr::probe_realtime(&conn, &t.symbols, wait).await {
+            checks.push(check(
+                &format!("realtime:{sym}"),
+                Verdict::Note,
+                format!("no real-time data permission (error {code}: {message})"),
+                "run trades it on delayed data (flagged `delayed`), or not at all with \
+                 --market-data-fallback untradeable; subscribe to its market data in Account \
+                 Management for live data",
+            ));
+        }
+    }
+
     conn.disconnect().await;
     let ok = checks.iter().all(|c| !c.code.is_failure());
     Report {

@@ -135,6 +135,29 @@ fn cmd_status(path: Option<&std::path::Path>, args: &StatusArgs) -> anyhow::Resu
             );
         }
     }
+    // Only the symbols that are not simply tradeable on live data.
+    if let Some(syms) = status.get("symbols").and_then(|v| v.as_array()) {
+        let notable: Vec<_> = syms
+            .iter()
+            .filter(|s| s["state"] != "tradeable" || s["delayed"] == true)
+            .collect();
+        if !notable.is_empty() {
+            println!("\n{:<8} {:<12} {:<8} reason", "symbol", "state", "data");
+        }
+        for s in notable {
+            println!(
+                "{:<8} {:<12} {:<8} {}",
+                s["symbol"].as_str().unwrap_or(""),
+                s["state"].as_str().unwrap_or(""),
+                if s["delayed"] == true {
+                    "delayed"
+                } else {
+                    "live"
+                },
+                s["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -33,12 +33,12 @@ use tracing::{error, info, warn};
 
 use crate::broker::ibkr::HistBarSize;
 use crate::broker::{
-    BrokerEvent, HistQuery, IbkrBroker, Reconciliation, Session, SessionConfig, SessionState,
-    Transition,
+    AccountSummary, BrokerError, BrokerEvent, FeedEvent, HistQuery, IbkrBroker, Reconciliation,
+    Session, SessionConfig, SessionState, Transition,
 };
-use crate::config::{Config, IbOrders};
+use crate::config::{Config, IbOrders, MarketDataFallback};
 use crate::runner::{BusEvent, Control, RunOutcome, ShellHooks, TraderParts};
-use crate::store::{StoreWriter, WriteOp};
+use crate::store::{StoreWriter, SymbolFeedState, WriteOp};
 
 /// History asked per symbol at start to warm the strategies (one day of 1-minute bars).
 const BACKFILL_SECS: i32 = 86_400;
@@ -49,10 +49,9 @@ const RECONCILE_BOUND: Duration = Duration::from_secs(15);
 const RECONCILE_RETRY: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the gateway to confirm cancels and report last fills.
 const DRAIN_BOUND: Duration = Duration::from_millis(1500);
-/// Live bars are minute bars: the stale-feed detector counts in these.
-const BAR_INTERVAL: Duration = Duration::from_secs(60);
-/// Intervals without a bar before a resubscribe, and again before the symbol is untradeable.
-const STALE_INTERVALS: u32 = 2;
+/// How often the account summary is read in `--ib-orders paper` mode (retried every second
+/// until the first answer of each connection).
+const ACCOUNT_EVERY: Duration = Duration::from_secs(30);
 /// The exact text `--live` asks to be typed.
 pub const LIVE_CONFIRMATION: &str = "LIVE";
 
@@ -104,6 +103,17 @@ enum FeedHealth {
     Resubscribed,
     /// Stale again after the resubscribe: no new entries until a bar arrives.
     Untradeable,
+    /// No market data permission it may trade on: no new entries for the rest of the run.
+    Refused,
+    /// Not resolvable at IB: off the watchlist for the rest of the run.
+    Dropped,
+}
+
+impl FeedHealth {
+    /// Set for the run; bars do not lift it and the detector leaves it alone.
+    const fn is_final(self) -> bool {
+        matches!(self, FeedHealth::Refused | FeedHealth::Dropped)
+    }
 }
 
 /// What the detector asks the trader to do for one symbol.
@@ -116,14 +126,14 @@ enum FeedAction {
 /// Per symbol: the last bar's arrival and the feed's health. Only regular hours count; outside
 /// them the clocks restart, so the first check after the open allows a full grace period.
 struct FeedWatch {
-    /// How long without a bar before acting (each of the two steps).
-    stale_after: Duration,
+    /// How long without a bar before acting (each of the two steps); `None` = detector off.
+    stale_after: Option<Duration>,
     last: Vec<Instant>,
     health: Vec<FeedHealth>,
 }
 
 impl FeedWatch {
-    fn new(symbols: usize, stale_after: Duration, now: Instant) -> Self {
+    fn new(symbols: usize, stale_after: Option<Duration>, now: Instant) -> Self {
         FeedWatch {
             stale_after,
             last: vec![now; symbols],
@@ -134,19 +144,24 @@ impl FeedWatch {
     /// A bar arrived; returns the health it had (an `Untradeable` one recovers).
     fn on_bar(&mut self, i: usize, now: Instant) -> Option<FeedHealth> {
         let was = *self.health.get(i)?;
-        self.health[i] = FeedHealth::Flowing;
+        if !was.is_final() {
+            self.health[i] = FeedHealth::Flowing;
+        }
         self.last[i] = now;
         Some(was)
     }
 
     fn check(&mut self, now: Instant, regular_hours: bool) -> Vec<FeedAction> {
         let mut out = Vec::new();
+        let Some(stale_after) = self.stale_after else {
+            return out;
+        };
         for (i, (last, health)) in self.last.iter_mut().zip(self.health.iter_mut()).enumerate() {
             if !regular_hours {
                 *last = now;
                 continue;
             }
-            if now.saturating_duration_since(*last) < self.stale_after {
+            if now.saturating_duration_since(*last) < stale_after {
                 continue;
             }
             match health {
@@ -159,14 +174,51 @@ impl FeedWatch {
                     *health = FeedHealth::Untradeable;
                     out.push(FeedAction::MarkUntradeable(i));
                 }
-                FeedHealth::Untradeable => {}
+                FeedHealth::Untradeable | FeedHealth::Refused | FeedHealth::Dropped => {}
             }
         }
         out
     }
 
+    /// Why entries in symbol `i` are refused, if they are.
+    fn refusal(&self, i: usize) -> Option<&'static str> {
+        match self.health.get(i)? {
+            FeedHealth::Untradeable => {
+                Some("no market data for this symbol (stale feed): entries refused")
+            }
+            FeedHealth::Refused => {
+                Some("no market data permission this symbol may trade on: entries refused")
+            }
+            FeedHealth::Dropped => Some("symbol not found at IB (dropped from the watchlist)"),
+            FeedHealth::Flowing | FeedHealth::Resubscribed => None,
+        }
+    }
+
+    #[cfg(test)]
     fn untradeable(&self, i: usize) -> bool {
-        self.health.get(i) == Some(&FeedHealth::Untradeable)
+        self.refusal(i).is_some()
+    }
+
+    /// Marks symbol `i` refused or dropped for the rest of the run.
+    fn finalize(&mut self, i: usize, health: FeedHealth) {
+        if let Some(h) = self.health.get_mut(i) {
+            if !h.is_final() || health == FeedHealth::Dropped {
+                *h = health;
+            }
+        }
+    }
+
+    fn is_dropped(&self, i: usize) -> bool {
+        self.health.get(i) == Some(&FeedHealth::Dropped)
+    }
+
+    /// The status row's state.
+    fn state(&self, i: usize) -> SymbolFeedState {
+        match self.health.get(i) {
+            Some(FeedHealth::Dropped) => SymbolFeedState::Dropped,
+            Some(FeedHealth::Untradeable | FeedHealth::Refused) => SymbolFeedState::Untradeable,
+            _ => SymbolFeedState::Tradeable,
+        }
     }
 }
 
@@ -201,8 +253,10 @@ struct GatedHooks<'h, 'a> {
 
 impl SessionHooks for GatedHooks<'_, '_> {
     fn before_place(&mut self, req: &OrderRequest) -> Result<(), String> {
-        if req.purpose.is_entry() && self.feeds.untradeable(req.symbol.index()) {
-            return Err("no market data for this symbol (stale feed): entries refused".into());
+        if req.purpose.is_entry() {
+            if let Some(why) = self.feeds.refusal(req.symbol.index()) {
+                return Err(why.into());
+            }
         }
         self.inner.before_place(req)
     }
@@ -227,6 +281,8 @@ enum Input {
     Bar(Bar),
     Broker(BrokerEvent),
     Transition(Transition),
+    /// IB's account summary (`--ib-orders paper`).
+    Account(AccountSummary),
     /// Re-read the current state: at start, or when transitions were lost (the thread lagged).
     Resync(&'static str),
 }
@@ -278,10 +334,18 @@ struct Trader<'a> {
     /// A failed reconciliation is retried at this instant (while still Syncing).
     reconcile_retry: Option<Instant>,
     subscribed: bool,
+    /// The connection generation whose gap since the last bar has been filled from history;
+    /// live bars of a newer connection wait in `held` until it is.
+    filled_gen: u64,
+    held: Vec<Bar>,
     feeds: FeedWatch,
     /// Regular hours on the wall clock; `None` checks feeds at all hours.
     calendar: Option<robo_core::calendar::Calendar>,
     close: CloseClock,
+    /// `ib.account_tolerance_pct`.
+    account_tolerance_pct: rust_decimal::Decimal,
+    /// Whether the last account reading agreed with the ledger (a change is logged once).
+    account_agrees: Option<bool>,
 }
 
 impl Trader<'_> {
@@ -365,6 +429,11 @@ impl Trader<'_> {
     }
 
     fn on_bar(&mut self, bar: Bar) {
+        if self.subscribed && self.broker.session().generation() != self.filled_gen {
+            // A new connection's bars wait for the gap before them to be filled.
+            self.held.push(bar);
+            return;
+        }
         let i = bar.symbol.index();
         if self
             .seen_until
@@ -387,6 +456,7 @@ impl Trader<'_> {
                 reason: format!("feed {symbol}: bars are back, tradeable again"),
                 ts: Ts::from_utc(chrono::Utc::now()),
             });
+            self.publish_feed(bar.symbol, "bars are back".into());
         }
         if let Some(bus) = self.hooks.bus {
             let _ = bus.send(Arc::new(BusEvent::Bar {
@@ -444,8 +514,14 @@ impl Trader<'_> {
             self.feed(Event::Connection { state, ts });
             return Err(format!("IB session stopped: {reason}"));
         }
-        if tr.to.is_connected() && !self.subscribed {
-            self.backfill_and_subscribe();
+        if tr.to.is_connected() {
+            let generation = self.broker.session().generation();
+            if !self.subscribed {
+                self.filled_gen = generation;
+                self.backfill_and_subscribe();
+            } else if generation != self.filled_gen {
+                self.fill_gap(generation);
+            }
         }
         self.feed(Event::Connection { state, ts });
         if matches!(tr.to, SessionState::Syncing { .. }) {
@@ -470,12 +546,16 @@ impl Trader<'_> {
     /// Warms every strategy on a day of 1-minute history, then subscribes to live bars.
     fn backfill_and_subscribe(&mut self) {
         self.subscribed = true;
+        self.resolve_watchlist();
         let q = HistQuery {
             bar: HistBarSize::Min1,
             duration_secs: BACKFILL_SECS,
             regular_hours_only: false,
         };
         for id in self.universe.ids() {
+            if self.feeds.is_dropped(id.index()) {
+                continue;
+            }
             let got = self.rt.block_on(self.broker.historical_bars(id, &q));
             match got {
                 Ok(mut bars) => {
@@ -503,6 +583,186 @@ impl Trader<'_> {
                 ),
             }
         }
+    }
+
+    /// Resolves every symbol once (conId, primary exchange). One IB does not know, or knows
+    /// several of, is dropped from the watchlist with the gateway's reason; a timeout or a
+    /// drop leaves the symbol in (its requests then name it by symbol).
+    fn resolve_watchlist(&mut self) {
+        for id in self.universe.ids() {
+            let symbol = self.universe.name(id).to_string();
+            match self.rt.block_on(self.broker.resolve(&symbol)) {
+                Ok(c) => info!(
+                    symbol,
+                    con_id = c.con_id,
+                    primary = %c.primary_exchange,
+                    "contract resolved"
+                ),
+                Err(
+                    e @ (BrokerError::UnknownContract { .. }
+                    | BrokerError::AmbiguousContract { .. }),
+                ) => {
+                    error!(symbol, "dropped from the watchlist: {e}");
+                    self.feeds.finalize(id.index(), FeedHealth::Dropped);
+                    self.publish_feed(id, e.to_string());
+                }
+                Err(e) => warn!(
+                    symbol,
+                    "contract not resolved (kept, retried by symbol): {e}"
+                ),
+            }
+        }
+    }
+
+    /// After a reconnect: the minutes missed since each symbol's last bar, from history
+    /// (paced, bounded), in order, then the live bars that arrived meanwhile. `on_bar` skips
+    /// anything at or before a symbol's last bar, so nothing is seen twice.
+    fn fill_gap(&mut self, generation: u64) {
+        self.filled_gen = generation;
+        let now = match self.rt.block_on(self.broker.server_time()) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!("gap after reconnect not filled (no server time): {e}");
+                Ts::from_utc(chrono::Utc::now()).secs()
+            }
+        };
+        let mut filled = 0usize;
+        for id in self.universe.ids() {
+            if self.feeds.is_dropped(id.index()) {
+                continue;
+            }
+            let Some(last) = self.seen_until.get(id.index()).copied().flatten() else {
+                continue;
+            };
+            // The bar after `last` is complete only once two minutes have passed since it.
+            let gap = now - last.secs();
+            if gap < 120 {
+                continue;
+            }
+            let duration = ((gap + 59) / 60 * 60 + 60).min(i64::from(BACKFILL_SECS));
+            let q = HistQuery {
+                bar: HistBarSize::Min1,
+                duration_secs: i32::try_from(duration).unwrap_or(BACKFILL_SECS),
+                regular_hours_only: false,
+            };
+            match self.rt.block_on(self.broker.historical_bars(id, &q)) {
+                Ok(mut bars) => {
+                    bars.sort_by_key(|b| b.ts);
+                    bars.pop(); // the minute in progress comes live
+                    for b in bars.into_iter().filter(|b| b.ts > last) {
+                        filled += 1;
+                        self.on_bar(b);
+                    }
+                }
+                Err(e) => warn!(
+                    symbol = self.universe.name(id),
+                    "gap after reconnect not filled: {e}"
+                ),
+            }
+        }
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_by_key(|b| b.ts);
+        let held_n = held.len();
+        for b in held {
+            self.on_bar(b);
+        }
+        info!(
+            bars = filled,
+            held = held_n,
+            "gap since the last bar filled from history"
+        );
+    }
+
+    /// Persists symbol `id`'s feed status (shown by `status` and the dashboard).
+    fn publish_feed(&self, id: robo_core::types::SymbolId, reason: String) {
+        self.hooks.writer.send(WriteOp::SymbolFeed {
+            symbol: self.universe.name(id).to_string(),
+            state: self.feeds.state(id.index()),
+            delayed: self.broker.is_delayed(id),
+            reason,
+            ts: Ts::from_utc(chrono::Utc::now()),
+        });
+    }
+
+    fn on_feed_event(&mut self, ev: FeedEvent) {
+        match ev {
+            FeedEvent::Delayed {
+                symbol,
+                code,
+                message,
+            } => {
+                warn!(
+                    symbol = self.universe.name(symbol),
+                    code, "no real-time data permission: falling back to delayed data ({message})"
+                );
+                self.publish_feed(
+                    symbol,
+                    format!("delayed data: no real-time permission (error {code})"),
+                );
+            }
+            FeedEvent::Refused {
+                symbol,
+                code,
+                message,
+            } => {
+                let i = symbol.index();
+                if matches!(self.feeds.health.get(i), Some(FeedHealth::Refused)) {
+                    return; // said once
+                }
+                error!(
+                    symbol = self.universe.name(symbol),
+                    code, "no market data permission: untradeable ({message})"
+                );
+                self.feeds.finalize(i, FeedHealth::Refused);
+                self.publish_feed(
+                    symbol,
+                    format!("no market data permission (error {code}): {message}"),
+                );
+            }
+        }
+    }
+
+    /// IB's account against the ledger: within tolerance, its net liquidation value drives
+    /// sizing and the start-of-day equity; beyond it the difference is logged (once per change)
+    /// and the ledger's figures stay in use. Either way the reading is on the status.
+    fn on_account(&mut self, a: AccountSummary) {
+        let Some(net) = a.net_liquidation else {
+            warn!("account summary without NetLiquidation: ignored");
+            return;
+        };
+        let ledger_equity = self.exec.engine().ledger().equity();
+        let row = crate::store::BrokerAccountRow {
+            account: a.account.clone(),
+            net_liquidation: net,
+            total_cash: a.total_cash,
+            buying_power: a.buying_power,
+            ledger_equity,
+            tolerance: (ledger_equity.abs() * self.account_tolerance_pct).round_dp(2),
+            ts: Ts::from_utc(chrono::Utc::now()),
+        };
+        let agrees = row.within_tolerance();
+        if agrees {
+            self.exec
+                .engine_mut()
+                .set_account(robo_core::account::AccountSnapshot {
+                    net_liquidation: net,
+                    total_cash: a.total_cash,
+                    buying_power: a.buying_power,
+                    ts: row.ts,
+                });
+        }
+        if self.account_agrees != Some(agrees) {
+            if agrees {
+                info!(account = %a.account, net_liquidation = %net, %ledger_equity,
+                    "IB account agrees with the ledger: its net liquidation value drives sizing");
+            } else {
+                error!(account = %a.account, net_liquidation = %net, %ledger_equity,
+                    difference = %row.difference(), tolerance = %row.tolerance,
+                    "IB account differs from the ledger beyond the tolerance: sizing stays on the ledger");
+            }
+            self.account_agrees = Some(agrees);
+        }
+        self.hooks.writer.send(WriteOp::BrokerAccount(row));
     }
 
     /// Applies a reconciliation: fills once each by exec id, engine orders no longer open at the
@@ -593,7 +853,9 @@ impl Trader<'_> {
                 self.last_exec = Some(f.exec_id.0.to_string());
                 self.feed(Event::Fill(f));
             }
+            Input::Broker(BrokerEvent::Feed(ev)) => self.on_feed_event(ev),
             Input::Transition(t) => self.on_transition(&t)?,
+            Input::Account(a) => self.on_account(a),
             Input::Resync(why) => self.resync(why)?,
         }
         Ok(())
@@ -613,6 +875,7 @@ impl Trader<'_> {
             .is_none_or(|c| c.is_open(Ts::from_utc(now)));
         // Only a live connection can deliver bars; a drop is the session's business.
         let live = self.broker.session().state().is_connected();
+        let stale_s = self.feeds.stale_after.unwrap_or_default().as_secs_f64();
         for action in self.feeds.check(Instant::now(), regular && live) {
             match action {
                 FeedAction::Resubscribe(i) => {
@@ -620,10 +883,7 @@ impl Trader<'_> {
                         continue;
                     };
                     let symbol = self.universe.name(id);
-                    warn!(
-                        symbol,
-                        "no minute bar for {STALE_INTERVALS} intervals: resubscribing"
-                    );
+                    warn!(symbol, "no bar for {stale_s:.1} s: resubscribing");
                     self.broker.resubscribe_bars(id);
                 }
                 FeedAction::MarkUntradeable(i) => {
@@ -635,14 +895,14 @@ impl Trader<'_> {
                         symbol,
                         "still no minute bar after resubscribing: untradeable (no new entries)"
                     );
+                    let reason =
+                        format!("stale feed: no bars for {stale_s:.1} s after a resubscribe");
                     self.hooks.writer.send(WriteOp::Connection {
                         state: self.broker.session().connection_state(),
-                        reason: format!(
-                            "feed {symbol}: no bars for {} s after a resubscribe, untradeable",
-                            self.feeds.stale_after.as_secs()
-                        ),
+                        reason: format!("feed {symbol}: {reason}, untradeable"),
                         ts: Ts::from_utc(now),
                     });
+                    self.publish_feed(id, reason);
                 }
             }
         }
@@ -680,6 +940,30 @@ impl Trader<'_> {
         info!(event = ?ev, "operator control applied");
         self.feed(ev);
         None
+    }
+}
+
+/// Reads the account summary once the session is Ready (retrying every second), then every
+/// [`ACCOUNT_EVERY`], again after each reconnect. Ends when the trading thread is gone.
+async fn account_poller(broker: IbkrBroker, tx: mpsc::Sender<Input>) {
+    // (connection generation, when) of the last successful read.
+    let mut last: Option<(u64, Instant)> = None;
+    loop {
+        let session = broker.session();
+        let generation = session.generation();
+        let due = last.is_none_or(|(g, at)| g != generation || at.elapsed() >= ACCOUNT_EVERY);
+        if due && session.state() == SessionState::Ready {
+            match broker.account_summary().await {
+                Ok(a) => {
+                    if tx.send(Input::Account(a)).is_err() {
+                        return; // the trading thread is gone
+                    }
+                    last = Some((generation, Instant::now()));
+                }
+                Err(e) => warn!("account summary not read (retrying): {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -776,6 +1060,7 @@ pub fn trade(
             });
         }
         let (broker, mut events) = IbkrBroker::new(session, universe.clone());
+        broker.set_delayed_fallback(cfg.ib.market_data_fallback == MarketDataFallback::Delayed);
         let tx = in_tx.clone();
         tokio::spawn(async move {
             loop {
@@ -798,15 +1083,20 @@ pub fn trade(
             }
         });
         if gateway_orders {
-            let tx = in_tx.clone();
-            tokio::spawn(async move {
-                while let Some(e) = events.recv().await {
-                    if tx.send(Input::Broker(e)).is_err() {
-                        return;
-                    }
-                }
-            });
+            tokio::spawn(account_poller(broker.clone(), in_tx.clone()));
         }
+        // Feed events come in both modes; order events only when orders go to the gateway.
+        let tx = in_tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                if !gateway_orders && !matches!(e, BrokerEvent::Feed(_)) {
+                    continue;
+                }
+                if tx.send(Input::Broker(e)).is_err() {
+                    return;
+                }
+            }
+        });
         broker
     });
 
@@ -822,17 +1112,30 @@ pub fn trade(
         last_marks: Instant::now(),
         reconcile_retry: None,
         subscribed: false,
+        filled_gen: 0,
+        held: Vec::new(),
         feeds: FeedWatch::new(
             universe.len(),
-            BAR_INTERVAL * STALE_INTERVALS,
+            (cfg.ib.stale_feed_intervals > 0).then(|| {
+                Duration::from_millis(cfg.ib.stale_feed_interval_ms) * cfg.ib.stale_feed_intervals
+            }),
             Instant::now(),
         ),
-        calendar: Some(robo_core::calendar::Calendar::nyse()),
+        calendar: cfg
+            .ib
+            .stale_feed_regular_hours_only
+            .then(robo_core::calendar::Calendar::nyse),
         close: CloseClock::new(
             robo_core::calendar::Calendar::nyse(),
             Ts::from_utc(chrono::Utc::now()),
         ),
+        account_tolerance_pct: cfg.ib.account_tolerance_pct,
+        account_agrees: None,
     };
+    writer.send(WriteOp::SymbolFeedsReset {
+        symbols: universe.names().to_vec(),
+        ts: tr.t,
+    });
     // Nothing leaves the engine before the session says Ready.
     tr.feed(Event::Connection {
         state: ConnectionState::Disconnected,
@@ -855,9 +1158,11 @@ pub fn trade(
             bars_started = true;
             // The subscription spawns its tasks on the runtime.
             let _in_rt = rt.enter();
-            let mut bars = tr
-                .broker
-                .subscribe_minute_bars(universe.ids().collect::<Vec<_>>());
+            let wanted = universe
+                .ids()
+                .filter(|id| !tr.feeds.is_dropped(id.index()))
+                .collect::<Vec<_>>();
+            let mut bars = tr.broker.subscribe_minute_bars(wanted);
             let tx = in_tx.clone();
             rt.spawn(async move {
                 while let Some(b) = bars.recv().await {
@@ -1027,7 +1332,7 @@ mod tests {
     fn a_silent_symbol_is_resubscribed_then_untradeable_then_recovers() {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut w = FeedWatch::new(2, STALE, t0);
+        let mut w = FeedWatch::new(2, Some(STALE), t0);
         // Symbol 1 keeps getting bars; symbol 0 never does.
         w.on_bar(1, at(100));
         assert_eq!(w.check(at(119), true), vec![]);
@@ -1050,7 +1355,7 @@ mod tests {
     fn outside_regular_hours_nothing_is_stale_and_the_open_gets_a_grace_period() {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut w = FeedWatch::new(1, STALE, t0);
+        let mut w = FeedWatch::new(1, Some(STALE), t0);
         assert_eq!(w.check(at(10_000), false), vec![]);
         // The open at 10 000 s: a full 120 s before the first resubscribe.
         assert_eq!(w.check(at(10_119), true), vec![]);

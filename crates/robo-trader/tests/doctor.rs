@@ -151,3 +151,21 @@ async fn unanswered_history_is_no_answer_within_the_budget() {
     assert_eq!(md.code, Verdict::NoAnswer);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symbol_without_real_time_permission_is_a_note_not_a_failure() {
+    let gw = gateway(vec![]).await;
+    gw.set_no_realtime("AAPL", Some(10089));
+    let (r, took) = run(gw.port()).await;
+    assert!(r.ok, "{}", render_text(&r));
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let rt = r
+        .checks
+        .iter()
+        .find(|c| c.name == "realtime:AAPL")
+        .expect("a realtime check for AAPL");
+    assert_eq!(rt.code, Verdict::Note);
+    assert!(rt.detail.contains("10089"), "{}", rt.detail);
+    assert!(render_text(&r).contains("realtime:AAPL"));
+    gw.shutdown().await;
+}

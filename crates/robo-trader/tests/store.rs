@@ -111,7 +111,7 @@ fn migrations_are_idempotent_and_set_wal() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(v, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 1);
+    assert_eq!(SCHEMA_VERSION, 2);
     let mode: String = c
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -132,6 +132,7 @@ fn migrations_are_idempotent_and_set_wal() {
     assert_eq!(
         tables,
         [
+            "broker_account",
             "connection_events",
             "decisions",
             "equity",
@@ -143,6 +144,7 @@ fn migrations_are_idempotent_and_set_wal() {
             "positions",
             "risk_events",
             "runs",
+            "symbol_feeds",
             "trading_state",
             "trading_state_history",
         ]
@@ -161,7 +163,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                supported: 1
+                supported: 2
             }
         ),
         "{err}"

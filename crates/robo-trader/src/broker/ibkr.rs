@@ -6,6 +6,7 @@
 //! the wire become `Decimal` here and nowhere else.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -210,6 +211,31 @@ pub enum BrokerEvent {
     Order(OrderUpdate),
     /// First sighting of an exec id (with its commission).
     Fill(Fill),
+    /// A symbol's market data changed kind.
+    Feed(FeedEvent),
+}
+
+/// Gateway errors meaning "this symbol has no real-time data permission": 354 (not
+/// subscribed), 10089 (needs an API subscription; delayed available), 10167 (delayed shown).
+pub const NO_REALTIME_CODES: [i32; 3] = [354, 10089, 10167];
+
+/// What the gateway's answer to a symbol's realtime bars request did to that symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// No real-time permission: the connection switched to delayed data (reqMarketDataType 3)
+    /// and the bars were requested again.
+    Delayed {
+        symbol: SymbolId,
+        code: i32,
+        message: String,
+    },
+    /// No data the symbol may trade on: refused again on delayed data, or the fallback is
+    /// `untradeable`.
+    Refused {
+        symbol: SymbolId,
+        code: i32,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +291,10 @@ struct Inner {
     events: mpsc::UnboundedSender<BrokerEvent>,
     /// Per symbol (by index): bumped to re-request that symbol's realtime bars alone.
     bar_kicks: Vec<tokio::sync::watch::Sender<u64>>,
+    /// Per symbol: on delayed data (asked again with market data type 3 on every connection).
+    delayed: Vec<AtomicBool>,
+    /// Fall back to delayed data on a missing real-time permission (else: refuse the symbol).
+    fallback_delayed: AtomicBool,
 }
 
 /// The IB broker over a supervised [`Session`].
@@ -282,7 +312,8 @@ impl IbkrBroker {
     ) -> (Self, mpsc::UnboundedReceiver<BrokerEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pacer = HistPacer::new(session.config().pacing.clone());
-        let bar_kicks = (0..universe.len())
+        let universe_len = universe.len();
+        let bar_kicks = (0..universe_len)
             .map(|_| tokio::sync::watch::channel(0).0)
             .collect();
         let inner = Arc::new(Inner {
@@ -293,6 +324,8 @@ impl IbkrBroker {
             orders: Mutex::new(OrderBook::default()),
             events: tx,
             bar_kicks,
+            delayed: (0..universe_len).map(|_| AtomicBool::new(false)).collect(),
+            fallback_delayed: AtomicBool::new(true),
         });
         tokio::spawn(order_listener(Arc::downgrade(&inner)));
         (IbkrBroker { inner }, rx)
@@ -300,6 +333,28 @@ impl IbkrBroker {
 
     pub fn session(&self) -> &Session {
         &self.inner.session
+    }
+
+    /// Whether a symbol without a real-time permission falls back to delayed data (the
+    /// default) or is refused.
+    pub fn set_delayed_fallback(&self, on: bool) {
+        self.inner.fallback_delayed.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether `symbol`'s bars are delayed data.
+    pub fn is_delayed(&self, symbol: SymbolId) -> bool {
+        self.inner
+            .delayed
+            .get(symbol.index())
+            .is_some_and(|d| d.load(Ordering::Relaxed))
+    }
+
+    /// The gateway's clock, Unix seconds (bounded by the request timeout).
+    pub async fn server_time(&self) -> Result<i64, BrokerError> {
+        let conn = self.conn()?;
+        bounded("server time", self.request_timeout(), conn.server_time())
+            .await
+            .inspect_err(|e| self.lost(e))
     }
 
     fn conn(&self) -> Result<IbConn, BrokerError> {
@@ -354,7 +409,13 @@ impl IbkrBroker {
             what: format!("contract details for {symbol}"),
             secs: self.request_timeout().as_secs(),
         })?
-        .map_err(|e| map_request_error("contract details", e))
+        .map_err(|e| match map_request_error("contract details", e) {
+            BrokerError::Gateway { code: 200, message } => BrokerError::UnknownContract {
+                symbol: symbol.to_string(),
+                detail: format!("error 200: {message}"),
+            },
+            other => other,
+        })
         .inspect_err(|e| self.lost(e))?;
         let usd: Vec<_> = details
             .iter()
@@ -537,6 +598,16 @@ impl IbkrBroker {
             kick.borrow_and_update();
             let sub = match self.conn() {
                 Ok(conn) => {
+                    if self.is_delayed(symbol) {
+                        // Per connection; type 3 still gives live data where it is permitted.
+                        if let Err(e) = conn
+                            .client()
+                            .switch_market_data_type(ibapi::market_data::MarketDataType::Delayed)
+                            .await
+                        {
+                            tracing::warn!(symbol = %name, "reqMarketDataType 3 not sent: {e}");
+                        }
+                    }
                     let contract = self.contract_for(&name);
                     conn.client()
                         .realtime_bars(&contract)
@@ -581,6 +652,20 @@ impl IbkrBroker {
                                 if tx.send(done).await.is_err() { return; }
                             }
                         }
+                        Some(Ok(SubscriptionItem::Notice(n))) if NO_REALTIME_CODES.contains(&n.code) => {
+                            if self.no_permission(symbol, n.code, n.message) {
+                                break; // on delayed data now: request again
+                            }
+                            if wait_for_retry(&mut resub, &mut kick).await.is_err() { return; }
+                            break;
+                        }
+                        Some(Err(ibapi::Error::Notice(n))) if NO_REALTIME_CODES.contains(&n.code) => {
+                            if self.no_permission(symbol, n.code, n.message) {
+                                break;
+                            }
+                            if wait_for_retry(&mut resub, &mut kick).await.is_err() { return; }
+                            break;
+                        }
                         Some(Ok(SubscriptionItem::Notice(n))) => tracing::debug!(code = n.code, "realtime bars notice"),
                         Some(Err(_)) | None => {
                             // The subscription ended (connection gone): wait for the next one.
@@ -592,6 +677,35 @@ impl IbkrBroker {
             }
             drop(sub);
         }
+    }
+
+    /// A realtime request was refused for want of a permission. Switches the symbol to delayed
+    /// data and returns true (request again), or reports it refused and returns false.
+    fn no_permission(&self, symbol: SymbolId, code: i32, message: String) -> bool {
+        let Some(delayed) = self.inner.delayed.get(symbol.index()) else {
+            return false;
+        };
+        let fallback = self.inner.fallback_delayed.load(Ordering::Relaxed);
+        if fallback && !delayed.swap(true, Ordering::Relaxed) {
+            let _ = self
+                .inner
+                .events
+                .send(BrokerEvent::Feed(FeedEvent::Delayed {
+                    symbol,
+                    code,
+                    message,
+                }));
+            return true;
+        }
+        let _ = self
+            .inner
+            .events
+            .send(BrokerEvent::Feed(FeedEvent::Refused {
+                symbol,
+                code,
+                message,
+            }));
+        false
     }
 
     /// Sends an order. Refused with a typed reason unless the session is Ready, outside the
@@ -1026,6 +1140,17 @@ async fn order_listener(weak: std::sync::Weak<Inner>) {
     }
 }
 
+/// After a refusal: wait for a new connection (or 1101) or an explicit re-request.
+async fn wait_for_retry(
+    resub: &mut tokio::sync::watch::Receiver<u64>,
+    kick: &mut tokio::sync::watch::Receiver<u64>,
+) -> Result<(), ()> {
+    tokio::select! {
+        r = resub.changed() => r.map_err(|_| ()),
+        r = kick.changed() => r.map_err(|_| ()),
+    }
+}
+
 async fn bounded<T>(
     what: &str,
     bound: Duration,
@@ -1093,6 +1218,41 @@ impl MinuteAggregator {
             }
         }
     }
+}
+
+/// `doctor`'s real-time permission probe: realtime bars for every symbol at once, each
+/// cancelled after `wait`; returns the symbols refused for want of a real-time permission
+/// (354/10089/10167), with IB's code and text. A symbol that merely sends nothing in `wait`
+/// counts as permitted.
+pub(crate) async fn probe_realtime(
+    conn: &IbConn,
+    symbols: &[String],
+    wait: Duration,
+) -> Vec<(String, i32, String)> {
+    let probes = symbols.iter().map(|symbol| async move {
+        let contract = ibapi::contracts::Contract::stock(symbol).build();
+        let mut sub = conn
+            .client()
+            .realtime_bars(&contract)
+            .what_to_show(ibapi::market_data::realtime::WhatToShow::Trades)
+            .trading_hours(TradingHours::Extended)
+            .subscribe()
+            .await
+            .ok()?;
+        let first = tokio::time::timeout(wait, sub.next()).await.ok()??;
+        let n = match first {
+            Ok(SubscriptionItem::Notice(n)) | Err(ibapi::Error::Notice(n)) => n,
+            _ => return None,
+        };
+        NO_REALTIME_CODES
+            .contains(&n.code)
+            .then(|| (symbol.clone(), n.code, n.message))
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// `doctor`'s market-data probe: one historical 1-minute bar for `symbol`, bounded.

@@ -8,8 +8,8 @@ pub mod pacing;
 pub mod session;
 
 pub use ibkr::{
-    AccountSummary, BrokerEvent, BrokerPosition, HistQuery, IbkrBroker, OpenOrder, Reconciliation,
-    ResolvedContract,
+    AccountSummary, BrokerEvent, BrokerPosition, FeedEvent, HistQuery, IbkrBroker, OpenOrder,
+    Reconciliation, ResolvedContract, NO_REALTIME_CODES,
 };
 pub use session::{
     DegradedCause, FatalReason, Heartbeat, RestartWindow, Session, SessionConfig, SessionState,

@@ -25,7 +25,7 @@ use rusqlite::{params, Connection, OpenFlags};
 
 use robo_core::types::{Money, OrderRequest, Price, Qty, Side, TradingState, Ts};
 
-pub use ops::WriteOp;
+pub use ops::{BrokerAccountRow, SymbolFeedState, WriteOp};
 pub use read::{FillRow, OrderRow, PersistedState, RunRow};
 pub use schema::SCHEMA_VERSION;
 pub use writer::{StoreWriter, WriterOptions, WriterStats};

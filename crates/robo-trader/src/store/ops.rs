@@ -54,12 +54,65 @@ pub enum WriteOp {
         sim_clock: Ts,
         peak_equity: Money,
     },
+    /// The watchlist as this run starts: every symbol tradeable on live data, none dropped.
+    SymbolFeedsReset { symbols: Vec<String>, ts: Ts },
+    /// One symbol's market data changed (delayed, untradeable, dropped, or back to normal).
+    SymbolFeed {
+        symbol: String,
+        state: SymbolFeedState,
+        delayed: bool,
+        reason: String,
+        ts: Ts,
+    },
+    /// The broker's account as just read, compared with the ledger.
+    BrokerAccount(BrokerAccountRow),
     /// The run ended; `exit_reason` is what `status` shows next time.
     RunEnded {
         run_id: i64,
         ended: Ts,
         exit_reason: String,
     },
+}
+
+/// One reading of the broker's account and its comparison with the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAccountRow {
+    pub account: String,
+    pub net_liquidation: Money,
+    pub total_cash: Option<Money>,
+    pub buying_power: Option<Money>,
+    pub ledger_equity: Money,
+    pub tolerance: Money,
+    pub ts: Ts,
+}
+
+impl BrokerAccountRow {
+    pub fn difference(&self) -> Money {
+        self.net_liquidation - self.ledger_equity
+    }
+    pub fn within_tolerance(&self) -> bool {
+        self.difference().abs() <= self.tolerance
+    }
+}
+
+/// Whether a watchlist symbol can take new entries, as far as its market data goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolFeedState {
+    Tradeable,
+    /// Its data stopped or is not permitted: no new entries (exits still allowed).
+    Untradeable,
+    /// Not resolvable at IB (unknown, delisted, ambiguous): off the watchlist for this run.
+    Dropped,
+}
+
+impl SymbolFeedState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SymbolFeedState::Tradeable => "tradeable",
+            SymbolFeedState::Untradeable => "untradeable",
+            SymbolFeedState::Dropped => "dropped",
+        }
+    }
 }
 
 /// Runs `f` in a `BEGIN IMMEDIATE` transaction committed with `synchronous=FULL`, so it is on
@@ -414,6 +467,63 @@ pub(crate) fn apply_op(conn: &Connection, op: &WriteOp) -> Result<(), StoreError
             }
             meta_set(conn, "sim_clock", &ts_text(*sim_clock))?;
             meta_set(conn, "peak_equity", &dec_text(*peak_equity))?;
+            Ok(())
+        }
+        WriteOp::SymbolFeedsReset { symbols, ts } => {
+            conn.execute("DELETE FROM symbol_feeds", [])?;
+            for symbol in symbols {
+                conn.prepare_cached(
+                    "INSERT INTO symbol_feeds (symbol, state, delayed, reason, ts)
+                     VALUES (?1, 'tradeable', 0, '', ?2)",
+                )?
+                .execute(params![symbol, ts_text(*ts)])?;
+            }
+            Ok(())
+        }
+        WriteOp::SymbolFeed {
+            symbol,
+            state,
+            delayed,
+            reason,
+            ts,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO symbol_feeds (symbol, state, delayed, reason, ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (symbol) DO UPDATE SET state = excluded.state,
+                     delayed = excluded.delayed, reason = excluded.reason, ts = excluded.ts",
+            )?
+            .execute(params![
+                symbol,
+                state.as_str(),
+                i64::from(*delayed),
+                reason,
+                ts_text(*ts)
+            ])?;
+            Ok(())
+        }
+        WriteOp::BrokerAccount(a) => {
+            conn.prepare_cached(
+                "INSERT INTO broker_account (id, account, net_liquidation, total_cash,
+                     buying_power, ledger_equity, difference, tolerance, within_tolerance, ts)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (id) DO UPDATE SET account = excluded.account,
+                     net_liquidation = excluded.net_liquidation, total_cash = excluded.total_cash,
+                     buying_power = excluded.buying_power, ledger_equity = excluded.ledger_equity,
+                     difference = excluded.difference, tolerance = excluded.tolerance,
+                     within_tolerance = excluded.within_tolerance, ts = excluded.ts",
+            )?
+            .execute(params![
+                a.account,
+                dec_text(a.net_liquidation),
+                a.total_cash.map(dec_text),
+                a.buying_power.map(dec_text),
+                dec_text(a.ledger_equity),
+                dec_text(a.difference()),
+                dec_text(a.tolerance),
+                i64::from(a.within_tolerance()),
+                ts_text(a.ts)
+            ])?;
             Ok(())
         }
         WriteOp::RunEnded {

@@ -627,6 +627,12 @@ pub(crate) fn status_json(conn: &Connection) -> Result<Value, StoreError> {
     )?;
     let run = last_run(conn)?;
     let last_exit_reason = last_ended_exit_reason(conn)?;
+    let symbols = symbol_feeds(conn)?;
+    let dropped: Vec<Value> = symbols
+        .iter()
+        .filter(|s| s["state"] == "dropped")
+        .map(|s| json!({ "symbol": s["symbol"], "reason": s["reason"], "since": s["since"] }))
+        .collect();
 
     Ok(json!({
         "starting_cash": start.map(money),
@@ -657,7 +663,54 @@ pub(crate) fn status_json(conn: &Connection) -> Result<Value, StoreError> {
             "config_fingerprint": r.config_fingerprint,
         })),
         "last_exit_reason": last_exit_reason,
+        "symbols": symbols,
+        "dropped_symbols": dropped,
+        "broker_account": broker_account(conn)?,
     }))
+}
+
+/// The broker's account as last read by an `--ib-orders paper` run, with its difference from
+/// the ledger; `null` when none was read.
+fn broker_account(conn: &Connection) -> Result<Value, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT account, net_liquidation, total_cash, buying_power, ledger_equity,
+                    difference, tolerance, within_tolerance, ts
+             FROM broker_account WHERE id = 1",
+            [],
+            |r| {
+                Ok(json!({
+                    "account": r.get::<_, String>(0)?,
+                    "net_liquidation": r.get::<_, String>(1)?,
+                    "total_cash": r.get::<_, Option<String>>(2)?,
+                    "buying_power": r.get::<_, Option<String>>(3)?,
+                    "ledger_equity": r.get::<_, String>(4)?,
+                    "difference": r.get::<_, String>(5)?,
+                    "tolerance": r.get::<_, String>(6)?,
+                    "within_tolerance": r.get::<_, i64>(7)? != 0,
+                    "ts": r.get::<_, String>(8)?,
+                }))
+            },
+        )
+        .optional()?
+        .unwrap_or(Value::Null))
+}
+
+/// Per watchlist symbol of the last IB run: tradeable / untradeable / dropped, delayed data
+/// or not, and why. Empty for the simulated market.
+fn symbol_feeds(conn: &Connection) -> Result<Vec<Value>, StoreError> {
+    let mut st = conn
+        .prepare("SELECT symbol, state, delayed, reason, ts FROM symbol_feeds ORDER BY symbol")?;
+    let rows = st.query_map([], |r| {
+        Ok(json!({
+            "symbol": r.get::<_, String>(0)?,
+            "state": r.get::<_, String>(1)?,
+            "delayed": r.get::<_, i64>(2)? != 0,
+            "reason": r.get::<_, String>(3)?,
+            "since": r.get::<_, String>(4)?,
+        }))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The exit reason of the latest run that recorded an end (the current run, while running,

@@ -425,6 +425,9 @@ fn op_name(op: &WriteOp) -> &'static str {
         WriteOp::Connection { .. } => "connection event",
         WriteOp::BrokerId { .. } => "broker id",
         WriteOp::Marks { .. } => "marks",
+        WriteOp::SymbolFeedsReset { .. } => "symbol feeds reset",
+        WriteOp::SymbolFeed { .. } => "symbol feed",
+        WriteOp::BrokerAccount(_) => "broker account",
         WriteOp::RunEnded { .. } => "run end",
     }
 }
