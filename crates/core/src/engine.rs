@@ -773,4 +773,15 @@ impl Engine {
     pub fn account(&self) -> Option<crate::account::AccountSnapshot> {
         self.account
     }
+    /// The engine's stop levels for `sym` while it holds a position (the shell mirrors them as
+    /// protective orders at the broker).
+    pub fn armed_stop(&self, sym: SymbolId) -> Option<&crate::stops::ArmedStop> {
+        self.stops.armed(sym)
+    }
+
+    /// A fresh client order id from the engine's sequence, for an order the shell places on
+    /// its own (a protective broker stop); the engine does not track that order.
+    pub fn reserve_order_id(&mut self) -> ClientOrderId {
+        self.orders.next_id()
+    }
 }

@@ -165,6 +165,12 @@ pub struct RunArgs {
     #[arg(long, env = "IB_MARKET_DATA_FALLBACK", value_enum)]
     pub market_data_fallback: Option<MarketDataFallback>,
 
+    /// With --broker ibkr --ib-orders paper: keep a GTC protective stop at IB for every
+    /// position, placed after each entry fill and reconciled on every reconnect [default: false].
+    #[arg(long, env = "IB_BROKER_STOPS", value_name = "BOOL", num_args = 0..=1,
+        default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub broker_stops: Option<bool>,
+
     /// Allow a live-money gateway port (4001, 7496); `run` then asks for a typed confirmation.
     #[arg(long)]
     pub live: bool,

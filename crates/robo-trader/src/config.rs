@@ -267,6 +267,10 @@ pub struct IbConfig {
     /// equity while it is within this fraction of the ledger's equity; beyond it the
     /// difference is logged and shown on the status, and the ledger's figures are used.
     pub account_tolerance_pct: Decimal,
+    /// `--ib-orders paper`: after each entry fill a GTC protective stop is placed at IB at the
+    /// engine's stop level, and reconciled after every (re)connect, so a crash or a drop never
+    /// leaves a position unprotected.
+    pub broker_stops: bool,
     /// Set only by `--live`: a live-money port (4001, 7496) is refused without it. Never read
     /// from a file, so no config can enable real money by itself.
     #[serde(skip)]
@@ -313,6 +317,7 @@ impl Default for IbConfig {
             stale_feed_interval_ms: 60_000,
             stale_feed_regular_hours_only: true,
             account_tolerance_pct: Decimal::new(5, 3),
+            broker_stops: false,
             live: false,
         }
     }
@@ -933,6 +938,9 @@ pub fn apply_overrides(cfg: &mut Config, a: &RunArgs) -> Result<(), ConfigError>
     }
     if let Some(f) = a.market_data_fallback {
         cfg.ib.market_data_fallback = f;
+    }
+    if let Some(on) = a.broker_stops {
+        cfg.ib.broker_stops = on;
     }
     cfg.ib.live = a.live;
     if a.no_decisions {

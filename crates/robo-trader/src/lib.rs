@@ -3,6 +3,7 @@
 
 pub mod backtest;
 pub mod broker;
+pub mod broker_stops;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -10,6 +10,12 @@
 //! unless Ready. After every (re)connect the account is reconciled (fills since the last exec
 //! id, applied once by exec id) before the session may become Ready.
 //!
+//! With `[ib] broker_stops` each position is also covered by one GTC stop at IB
+//! ([`crate::broker_stops`]), placed after the entry fill and checked again on every bar and
+//! after every (re)connect. Before any exit of a covered symbol the stop is cancelled and its
+//! confirmation awaited (bounded); if the stop filled instead, the exit is dropped, so no
+//! shares are sold twice. SIGTERM and Halted keep the stops.
+//!
 //! In regular hours (NYSE calendar, wall clock) a symbol without a minute bar for two intervals
 //! is re-requested once; silent for two more it is untradeable (recorded in
 //! `connection_events`, entries refused, exits and bars still flow) until a bar arrives. With
@@ -27,7 +33,9 @@ use robo_core::events::{BrokerStatus, Command, Event, OperatorCommand, OrderUpda
 use robo_core::orders::OrderState;
 use robo_core::paper::PaperBroker;
 use robo_core::session::{PaperSession, SessionHooks};
-use robo_core::types::{Bar, ClientOrderId, ConnectionState, OrderRequest, Ts, Universe};
+use robo_core::types::{
+    Bar, ClientOrderId, ConnectionState, Fill, OrderRequest, SymbolId, Ts, Universe,
+};
 use tokio::runtime::Handle as RtHandle;
 use tracing::{error, info, warn};
 
@@ -36,6 +44,7 @@ use crate::broker::{
     AccountSummary, BrokerError, BrokerEvent, FeedEvent, HistQuery, IbkrBroker, Reconciliation,
     Session, SessionConfig, SessionState, Transition,
 };
+use crate::broker_stops::{self, BrokerStop, Need, StopBook};
 use crate::config::{Config, IbOrders, MarketDataFallback};
 use crate::runner::{BusEvent, Control, RunOutcome, ShellHooks, TraderParts};
 use crate::store::{StoreWriter, SymbolFeedState, WriteOp};
@@ -49,6 +58,8 @@ const RECONCILE_BOUND: Duration = Duration::from_secs(15);
 const RECONCILE_RETRY: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the gateway to confirm cancels and report last fills.
 const DRAIN_BOUND: Duration = Duration::from_millis(1500);
+/// How long an exit waits for the cancel of its symbol's broker stop to be confirmed.
+const STOP_CANCEL_BOUND: Duration = Duration::from_secs(3);
 /// How often the account summary is read in `--ib-orders paper` mode (retried every second
 /// until the first answer of each connection).
 const ACCOUNT_EVERY: Duration = Duration::from_secs(30);
@@ -346,13 +357,106 @@ struct Trader<'a> {
     account_tolerance_pct: rust_decimal::Decimal,
     /// Whether the last account reading agreed with the ledger (a change is logged once).
     account_agrees: Option<bool>,
+    /// The protective stops at IB; `None` unless `[ib] broker_stops` with gateway orders.
+    stops: Option<StopBook>,
+    /// Rows of broker stops left open by a previous run, settled at the first reconciliation.
+    stop_rows: Vec<(ClientOrderId, String, i64)>,
+    /// What the runtime sends the trading thread.
+    inbox: Receiver<Input>,
+    /// Inputs taken from `inbox` while waiting for a stop's cancel, handled next.
+    deferred: VecDeque<Input>,
+}
+
+/// How the cancel of a broker stop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// Confirmed cancelled with nothing executed.
+    Cancelled,
+    /// Some or all of it executed: the position is not what the exit was sized on.
+    Filled,
+    /// No confirmation in time: it may still be working.
+    Unconfirmed,
+}
+
+/// Cancels broker stop `id` and waits (bounded) for IB's answer. Inputs that are not about
+/// this stop are kept in `deferred`, in order; the stop's fills are returned to be booked.
+fn cancel_and_wait(
+    rt: &RtHandle,
+    broker: &IbkrBroker,
+    inbox: &Receiver<Input>,
+    deferred: &mut VecDeque<Input>,
+    id: ClientOrderId,
+) -> (Settled, Vec<Fill>) {
+    let mut fills = Vec::new();
+    let mut verdict = None;
+    // Answers already taken from the inbox come first.
+    let mut keep = VecDeque::with_capacity(deferred.len());
+    for input in deferred.drain(..) {
+        match input {
+            Input::Broker(BrokerEvent::Fill(f)) if f.order_id == id => fills.push(f),
+            other => keep.push_back(other),
+        }
+    }
+    *deferred = keep;
+    let sent =
+        rt.block_on(async { tokio::time::timeout(ORDER_BOUND, broker.cancel_order(id)).await });
+    if !matches!(sent, Ok(Ok(()))) {
+        warn!(order_id = %id, "broker stop: cancel not sent");
+        let v = if fills.is_empty() {
+            Settled::Unconfirmed
+        } else {
+            Settled::Filled
+        };
+        return (v, fills);
+    }
+    let deadline = Instant::now() + STOP_CANCEL_BOUND;
+    while verdict.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match inbox.recv_timeout(left) {
+            Ok(Input::Broker(BrokerEvent::Fill(f))) if f.order_id == id => fills.push(f),
+            Ok(Input::Broker(BrokerEvent::Order(u))) if u.order_id == id => {
+                if matches!(
+                    u.status,
+                    BrokerStatus::Cancelled { .. } | BrokerStatus::Rejected { .. }
+                ) {
+                    verdict = Some(Settled::Cancelled);
+                }
+            }
+            Ok(other) => deferred.push_back(other),
+            Err(_) => break,
+        }
+    }
+    let v = match (verdict, fills.is_empty()) {
+        (_, false) => Settled::Filled,
+        (Some(v), true) => v,
+        (None, true) => Settled::Unconfirmed,
+    };
+    (v, fills)
 }
 
 impl Trader<'_> {
-    /// One event through the engine; in gateway mode the commands are carried out here.
+    /// One event through the engine, then the broker stops of the symbols it filled.
     fn feed(&mut self, ev: Event) {
+        let filled = self.feed_inner(ev);
+        for sym in filled {
+            self.protect(sym);
+        }
+    }
+
+    /// One event through the engine; in gateway mode the commands are carried out here.
+    /// Returns the symbols of the fills it booked.
+    fn feed_inner(&mut self, ev: Event) -> Vec<SymbolId> {
+        let mut filled = Vec::new();
         let rt = self.rt;
         let broker = &self.broker;
+        let universe = self.universe;
+        let stops = &mut self.stops;
+        let inbox = &self.inbox;
+        let deferred = &mut self.deferred;
+        let last_exec = &mut self.last_exec;
         let hooks = &mut GatedHooks {
             inner: &mut self.hooks,
             feeds: &self.feeds,
@@ -360,7 +464,7 @@ impl Trader<'_> {
         let (engine, queue, cmds) = match &mut self.exec {
             Exec::Local(s) => {
                 s.on_event(ev, hooks);
-                return;
+                return filled;
             }
             Exec::Gateway {
                 engine,
@@ -370,6 +474,11 @@ impl Trader<'_> {
         };
         queue.push_back(ev);
         while let Some(ev) = queue.pop_front() {
+            if let Event::Fill(f) = &ev {
+                if !filled.contains(&f.symbol) {
+                    filled.push(f.symbol);
+                }
+            }
             hooks.event(&ev);
             engine.handle(&ev, cmds);
             for d in engine.drain_decisions() {
@@ -378,6 +487,49 @@ impl Trader<'_> {
             for cmd in cmds.drain(..) {
                 match cmd {
                     Command::Place(req) => {
+                        // A covered symbol's exit waits for its broker stop to be cancelled.
+                        let stop = stops
+                            .as_ref()
+                            .filter(|_| !req.purpose.is_entry())
+                            .and_then(|b| b.get(req.symbol));
+                        if let Some(stop) = stop {
+                            let (settled, fills) =
+                                cancel_and_wait(rt, broker, inbox, deferred, stop.id);
+                            for f in fills {
+                                *last_exec = Some(f.exec_id.0.to_string());
+                                if let Some(b) = stops.as_mut() {
+                                    note_stop_fill(b, hooks.inner.writer, universe, &f);
+                                }
+                                queue.push_back(Event::Fill(f));
+                            }
+                            let refusal = match settled {
+                                Settled::Cancelled => {
+                                    if let Some(b) = stops.as_mut() {
+                                        b.set(req.symbol, None);
+                                    }
+                                    record_stop_status(
+                                        hooks.inner.writer,
+                                        universe.name(req.symbol),
+                                        stop.id,
+                                        OrderState::Cancelled,
+                                        stop.filled,
+                                        "cancelled before an exit",
+                                    );
+                                    None
+                                }
+                                Settled::Filled => Some(
+                                    "the broker stop executed first: exit dropped (not sold twice)",
+                                ),
+                                Settled::Unconfirmed => Some(
+                                    "the broker stop's cancel was not confirmed: exit not sent (not sold twice)",
+                                ),
+                            };
+                            if let Some(why) = refusal {
+                                warn!(order_id = %req.id, stop = %stop.id, "{why}");
+                                queue.push_back(rejected(&req, why.into()));
+                                continue;
+                            }
+                        }
                         if let Err(reason) = hooks.before_place(&req) {
                             queue.push_back(rejected(&req, reason));
                             continue;
@@ -425,6 +577,162 @@ impl Trader<'_> {
                     other => hooks.command(&other),
                 }
             }
+        }
+        filled
+    }
+
+    /// Makes `sym` covered by exactly one broker stop of the position's size (when enabled,
+    /// Ready, and no exit is in flight: the exit decides the position).
+    fn protect(&mut self, sym: SymbolId) {
+        let Some(book) = &self.stops else { return };
+        let Exec::Gateway { engine, .. } = &self.exec else {
+            return;
+        };
+        if self.broker.session().state() != SessionState::Ready {
+            return;
+        }
+        if engine
+            .orders()
+            .open_orders()
+            .any(|o| o.req.symbol == sym && !o.req.purpose.is_entry())
+        {
+            return;
+        }
+        match book.need(sym, engine.ledger().qty(sym)) {
+            Need::Nothing => {}
+            Need::Place => self.place_stop(sym),
+            Need::Cancel(id) => {
+                self.cancel_stop(sym, id, "the position is flat");
+            }
+            Need::Replace(id) => {
+                if self.cancel_stop(sym, id, "replaced: the position's size changed")
+                    == Settled::Cancelled
+                {
+                    self.place_stop(sym);
+                }
+            }
+        }
+    }
+
+    fn protect_all(&mut self) {
+        if self.stops.is_none() {
+            return;
+        }
+        for sym in self.universe.ids() {
+            self.protect(sym);
+        }
+    }
+
+    /// Cancels broker stop `id` of `sym`, waiting for the answer; fills that come are booked.
+    fn cancel_stop(&mut self, sym: SymbolId, id: ClientOrderId, why: &str) -> Settled {
+        let (settled, fills) =
+            cancel_and_wait(self.rt, &self.broker, &self.inbox, &mut self.deferred, id);
+        let name = self.universe.name(sym);
+        for f in fills {
+            self.last_exec = Some(f.exec_id.0.to_string());
+            if let Some(b) = self.stops.as_mut() {
+                note_stop_fill(b, self.hooks.writer, self.universe, &f);
+            }
+            self.feed_inner(Event::Fill(f));
+        }
+        if settled == Settled::Cancelled {
+            let filled = self
+                .stops
+                .as_ref()
+                .and_then(|b| b.get(sym))
+                .map_or(0, |s| s.filled);
+            if let Some(b) = self.stops.as_mut() {
+                b.set(sym, None);
+            }
+            info!(symbol = name, order_id = %id, "broker stop cancelled: {why}");
+            record_stop_status(
+                self.hooks.writer,
+                name,
+                id,
+                OrderState::Cancelled,
+                filled,
+                why,
+            );
+        } else {
+            warn!(symbol = name, order_id = %id, ?settled, "broker stop not cancelled ({why})");
+        }
+        settled
+    }
+
+    /// Places a GTC stop for `sym`'s position at the engine's stop level, persisted first.
+    fn place_stop(&mut self, sym: SymbolId) {
+        let Exec::Gateway { engine, .. } = &mut self.exec else {
+            return;
+        };
+        let position = engine.ledger().qty(sym);
+        if position == 0 {
+            return;
+        }
+        // No stop configured (or not armed): nothing to mirror.
+        let Some(level) = engine.armed_stop(sym).and_then(broker_stops::level) else {
+            return;
+        };
+        let req = broker_stops::request(engine.reserve_order_id(), sym, position, level, self.t);
+        let name = self.universe.name(sym);
+        if let Err(e) = self.hooks.before_place(&req) {
+            warn!(symbol = name, "broker stop not placed: {e}");
+            return;
+        }
+        let sent = self.rt.block_on(async {
+            tokio::time::timeout(ORDER_BOUND, self.broker.place_protective_stop(&req, name)).await
+        });
+        let stop = BrokerStop {
+            id: req.id,
+            qty: req.qty,
+            filled: 0,
+        };
+        match sent {
+            Ok(Ok(ib_id)) => {
+                self.hooks.writer.send(WriteOp::BrokerId {
+                    order_id: req.id,
+                    broker_id: ib_id.to_string(),
+                    ts: req.ts,
+                });
+                record_stop_status(
+                    self.hooks.writer,
+                    name,
+                    req.id,
+                    OrderState::Submitted,
+                    0,
+                    "protective broker stop",
+                );
+                self.hooks.after_place(&req);
+                info!(symbol = name, order_id = %req.id, qty = req.qty, %level, "broker stop placed (GTC)");
+                if let Some(b) = self.stops.as_mut() {
+                    b.set(sym, Some(stop));
+                }
+            }
+            Ok(Err(refusal)) => {
+                warn!(symbol = name, order_id = %req.id, "broker stop not sent: {refusal}");
+                record_stop_status(
+                    self.hooks.writer,
+                    name,
+                    req.id,
+                    OrderState::Rejected,
+                    0,
+                    &refusal.to_string(),
+                );
+            }
+            // It may have reached IB: counted as working; the next reconciliation knows.
+            Err(_) => {
+                warn!(symbol = name, order_id = %req.id, "broker stop: no answer in time (reconciled on reconnect)");
+                if let Some(b) = self.stops.as_mut() {
+                    b.set(sym, Some(stop));
+                }
+            }
+        }
+    }
+
+    /// The next input: one deferred by a stop's cancel, else from the runtime.
+    fn next_input(&mut self, timeout: Duration) -> Result<Input, RecvTimeoutError> {
+        match self.deferred.pop_front() {
+            Some(i) => Ok(i),
+            None => self.inbox.recv_timeout(timeout),
         }
     }
 
@@ -477,7 +785,12 @@ impl Trader<'_> {
                     feeds: &self.feeds,
                 },
             ),
-            Exec::Gateway { .. } => self.feed(Event::Bar(bar)),
+            Exec::Gateway { .. } => {
+                let sym = bar.symbol;
+                self.feed(Event::Bar(bar));
+                // Covers what an earlier refusal or a dropped exit left uncovered.
+                self.protect(sym);
+            }
         }
         self.write_marks(false);
     }
@@ -526,6 +839,9 @@ impl Trader<'_> {
         self.feed(Event::Connection { state, ts });
         if matches!(tr.to, SessionState::Syncing { .. }) {
             self.reconcile();
+        }
+        if tr.to == SessionState::Ready {
+            self.protect_all();
         }
         Ok(())
     }
@@ -799,8 +1115,12 @@ impl Trader<'_> {
         let n_fills = rec.fills.len();
         for f in rec.fills {
             self.last_exec = Some(f.exec_id.0.to_string());
+            if let Some(b) = self.stops.as_mut() {
+                note_stop_fill(b, self.hooks.writer, self.universe, &f);
+            }
             self.feed(Event::Fill(f));
         }
+        self.adopt_broker_stops(&rec.open_orders);
         let open_at_broker: HashSet<ClientOrderId> = rec
             .open_orders
             .iter()
@@ -845,12 +1165,118 @@ impl Trader<'_> {
         );
     }
 
+    /// After the fills of a reconciliation: the broker stops are what IB holds. One protective
+    /// order per symbol is kept (ours first), extra ones are cancelled, ours that IB no longer
+    /// holds are settled. Placing what is missing waits for Ready ([`Self::protect_all`]).
+    fn adopt_broker_stops(&mut self, open: &[crate::broker::OpenOrder]) {
+        let Some(book) = self.stops.as_mut() else {
+            return;
+        };
+        let mut extra = Vec::new();
+        let mut kept: HashSet<ClientOrderId> = HashSet::new();
+        for sym in self.universe.ids() {
+            let name = self.universe.name(sym);
+            let at_ib: Vec<(ClientOrderId, i64)> = open
+                .iter()
+                .filter(|o| o.protective && o.symbol.eq_ignore_ascii_case(name))
+                .filter_map(|o| o.client_order_id.map(|id| (id, o.qty)))
+                .collect();
+            let ours = book.get(sym);
+            let keep = at_ib
+                .iter()
+                .find(|(id, _)| ours.is_some_and(|s| s.id == *id))
+                .or_else(|| at_ib.first())
+                .copied();
+            if let Some(s) = ours.filter(|s| keep.is_none_or(|(id, _)| id != s.id)) {
+                record_stop_status(
+                    self.hooks.writer,
+                    name,
+                    s.id,
+                    OrderState::Cancelled,
+                    s.filled,
+                    "not open at the broker after reconnecting",
+                );
+            }
+            book.set(
+                sym,
+                keep.map(|(id, qty)| BrokerStop {
+                    id,
+                    qty,
+                    filled: ours.filter(|s| s.id == id).map_or(0, |s| s.filled),
+                }),
+            );
+            kept.extend(keep.map(|(id, _)| id));
+            extra.extend(
+                at_ib
+                    .iter()
+                    .filter(|(id, _)| keep.is_none_or(|(k, _)| k != *id))
+                    .map(|(id, _)| *id),
+            );
+        }
+        // Rows a previous run left open: adopted above, or settled now.
+        for (id, name, filled) in std::mem::take(&mut self.stop_rows) {
+            if !kept.contains(&id) && !extra.contains(&id) {
+                record_stop_status(
+                    self.hooks.writer,
+                    &name,
+                    id,
+                    OrderState::Cancelled,
+                    filled,
+                    "not open at the broker at restart",
+                );
+            }
+        }
+        for id in extra {
+            warn!(order_id = %id, "a second broker stop for one symbol: cancelled");
+            let _ = self.rt.block_on(async {
+                tokio::time::timeout(ORDER_BOUND, self.broker.cancel_order(id)).await
+            });
+        }
+    }
+
     fn on_input(&mut self, input: Input) -> Result<(), String> {
         match input {
             Input::Bar(b) => self.on_bar(b),
-            Input::Broker(BrokerEvent::Order(u)) => self.feed(Event::OrderUpdate(u)),
+            Input::Broker(BrokerEvent::Order(u)) => {
+                let stop_sym = self.stops.as_ref().and_then(|b| b.symbol_of(u.order_id));
+                match (stop_sym, &u.status) {
+                    (
+                        Some(sym),
+                        BrokerStatus::Cancelled { reason } | BrokerStatus::Rejected { reason },
+                    ) => {
+                        let name = self.universe.name(sym);
+                        let filled = self
+                            .stops
+                            .as_ref()
+                            .and_then(|b| b.get(sym))
+                            .map_or(0, |s| s.filled);
+                        warn!(symbol = name, order_id = %u.order_id, "broker stop ended at IB: {reason}");
+                        if let Some(b) = self.stops.as_mut() {
+                            b.set(sym, None);
+                        }
+                        let state = if matches!(u.status, BrokerStatus::Rejected { .. }) {
+                            OrderState::Rejected
+                        } else {
+                            OrderState::Cancelled
+                        };
+                        record_stop_status(
+                            self.hooks.writer,
+                            name,
+                            u.order_id,
+                            state,
+                            filled,
+                            reason,
+                        );
+                    }
+                    (Some(_), _) => {}
+                    (None, _) => self.feed(Event::OrderUpdate(u)),
+                }
+            }
             Input::Broker(BrokerEvent::Fill(f)) => {
                 self.last_exec = Some(f.exec_id.0.to_string());
+                if let Some(b) = self.stops.as_mut() {
+                    note_stop_fill(b, self.hooks.writer, self.universe, &f);
+                }
                 self.feed(Event::Fill(f));
             }
             Input::Broker(BrokerEvent::Feed(ev)) => self.on_feed_event(ev),
@@ -976,6 +1402,46 @@ fn record_transition(writer: &StoreWriter, t: &Transition) {
     });
 }
 
+/// Books a fill of a broker stop in the stop book, and its order row once it is done.
+fn note_stop_fill(book: &mut StopBook, writer: &StoreWriter, universe: &Universe, f: &Fill) {
+    let Some((sym, done)) = book.on_fill(f.order_id, f.qty) else {
+        return;
+    };
+    let name = universe.name(sym);
+    info!(symbol = name, order_id = %f.order_id, qty = f.qty, price = %f.price, "broker stop executed at IB");
+    if done {
+        record_stop_status(
+            writer,
+            name,
+            f.order_id,
+            OrderState::Filled,
+            f.qty,
+            "protective broker stop executed",
+        );
+    }
+}
+
+/// A broker stop's order row (the engine does not track these orders).
+fn record_stop_status(
+    writer: &StoreWriter,
+    symbol: &str,
+    id: ClientOrderId,
+    state: OrderState,
+    filled_qty: i64,
+    reason: &str,
+) {
+    writer.send(WriteOp::Record {
+        rec: Record::OrderStatus {
+            order_id: id,
+            state,
+            filled_qty,
+            reason: Some(reason.to_string()),
+            ts: Ts::from_utc(chrono::Utc::now()),
+        },
+        symbol: symbol.to_string(),
+    });
+}
+
 fn rejected(req: &OrderRequest, reason: String) -> Event {
     Event::OrderUpdate(OrderUpdate {
         order_id: req.id,
@@ -1018,6 +1484,27 @@ pub fn trade(
                 symbol: o.symbol.clone(),
             });
         }
+    }
+    // Broker stops are not the engine's orders: they stay out of it, and are adopted or
+    // settled at the first reconciliation.
+    let broker_stops_on = gateway_orders && cfg.ib.broker_stops;
+    let mut persisted = persisted;
+    let mut stop_rows = Vec::new();
+    if gateway_orders {
+        persisted.open_orders.retain(|o| {
+            if broker_stops::is_broker_stop(o.kind, o.tif) {
+                stop_rows.push((o.id, o.symbol.clone(), o.filled));
+                false
+            } else {
+                true
+            }
+        });
+    }
+    if cfg.ib.broker_stops && !gateway_orders {
+        warn!("[ib] broker_stops needs --ib-orders paper: off");
+    }
+    if broker_stops_on && cfg.stops.stop_loss_pct.is_none() && cfg.stops.trailing_pct.is_none() {
+        warn!("[ib] broker_stops: no stop_loss_pct or trailing_pct configured, nothing to place");
     }
     let engine = crate::runner::build_engine(&cfg, &universe, &persisted, gateway_orders);
     let exec = if gateway_orders {
@@ -1131,6 +1618,10 @@ pub fn trade(
         ),
         account_tolerance_pct: cfg.ib.account_tolerance_pct,
         account_agrees: None,
+        stops: broker_stops_on.then(|| StopBook::new(universe.len())),
+        stop_rows,
+        inbox: in_rx,
+        deferred: VecDeque::new(),
     };
     writer.send(WriteOp::SymbolFeedsReset {
         symbols: universe.names().to_vec(),
@@ -1180,7 +1671,7 @@ pub fn trade(
         }
         tr.check_feeds();
         tr.check_close();
-        match in_rx.recv_timeout(Duration::from_millis(25)) {
+        match tr.next_input(Duration::from_millis(25)) {
             Ok(input) => {
                 if let Err(e) = tr.on_input(input) {
                     break Err(e);
@@ -1191,7 +1682,7 @@ pub fn trade(
         }
     };
 
-    shutdown(&mut tr, &in_rx);
+    shutdown(&mut tr);
     let session = tr.broker.session().clone();
     let _ = rt
         .block_on(async { tokio::time::timeout(Duration::from_secs(2), session.shutdown()).await });
@@ -1202,7 +1693,7 @@ pub fn trade(
     let mut closed = false;
     while !closed {
         let left = deadline.saturating_duration_since(Instant::now());
-        match in_rx.recv_timeout(left) {
+        match tr.next_input(left) {
             Ok(Input::Transition(t)) => {
                 closed = t.reason.contains("shut down");
                 record_transition(&writer, &t);
@@ -1236,7 +1727,7 @@ pub fn trade(
 
 /// No new orders; cancel working entries (orders of the in-process broker cannot outlive us,
 /// so all of those); keep protective exits at the broker; take the gateway's last answers.
-fn shutdown(tr: &mut Trader<'_>, in_rx: &Receiver<Input>) {
+fn shutdown(tr: &mut Trader<'_>) {
     let t = tr.t;
     tr.feed(Event::Connection {
         state: ConnectionState::Disconnected,
@@ -1272,9 +1763,14 @@ fn shutdown(tr: &mut Trader<'_>, in_rx: &Receiver<Input>) {
                 if left.is_zero() {
                     break;
                 }
-                match in_rx.recv_timeout(left) {
+                match tr.next_input(left) {
                     Ok(Input::Broker(BrokerEvent::Order(u))) => tr.feed(Event::OrderUpdate(u)),
-                    Ok(Input::Broker(BrokerEvent::Fill(f))) => tr.feed(Event::Fill(f)),
+                    Ok(Input::Broker(BrokerEvent::Fill(f))) => {
+                        if let Some(b) = tr.stops.as_mut() {
+                            note_stop_fill(b, tr.hooks.writer, tr.universe, &f);
+                        }
+                        tr.feed(Event::Fill(f))
+                    }
                     Ok(Input::Transition(t)) => record_transition(tr.hooks.writer, &t),
                     Ok(_) => {}
                     Err(_) => break,

@@ -251,6 +251,8 @@ pub struct OpenOrder {
     pub ib_order_id: i32,
     /// Parsed from `orderRef`; `None` for orders we did not place.
     pub client_order_id: Option<ClientOrderId>,
+    /// Our protective broker stop (its `orderRef` says so, see [`protective_order_ref`]).
+    pub protective: bool,
     pub symbol: String,
     pub side: Side,
     pub qty: i64,
@@ -711,6 +713,25 @@ impl IbkrBroker {
     /// Sends an order. Refused with a typed reason unless the session is Ready, outside the
     /// restart window, and not read-only.
     pub async fn place_order(&self, req: &OrderRequest) -> Result<i32, OrderRefusal> {
+        self.place_with_ref(req, req.id.to_string()).await
+    }
+
+    /// Sends a protective stop for `symbol` (GTC STP at the request's stop price); its
+    /// `orderRef` marks it as ours and protective ([`protective_order_ref`]).
+    pub async fn place_protective_stop(
+        &self,
+        req: &OrderRequest,
+        symbol: &str,
+    ) -> Result<i32, OrderRefusal> {
+        self.place_with_ref(req, protective_order_ref(req.id, symbol))
+            .await
+    }
+
+    async fn place_with_ref(
+        &self,
+        req: &OrderRequest,
+        order_ref: String,
+    ) -> Result<i32, OrderRefusal> {
         self.inner.session.trading_gate()?;
         if lock(&self.inner.orders).by_client.contains_key(&req.id) {
             return Err(OrderRefusal::Duplicate(req.id.to_string()));
@@ -729,7 +750,7 @@ impl IbkrBroker {
                 Tif::Day => TimeInForce::Day,
                 Tif::Gtc => TimeInForce::GoodTillCanceled,
             },
-            order_ref: req.id.to_string(),
+            order_ref,
             transmit: true,
             ..Order::default()
         };
@@ -828,6 +849,7 @@ impl IbkrBroker {
                     Ok(SubscriptionItem::Data(Orders::OrderData(d))) => out.push(OpenOrder {
                         ib_order_id: d.order_id,
                         client_order_id: parse_order_ref(&d.order.order_ref),
+                        protective: is_protective_ref(&d.order.order_ref),
                         symbol: d.contract.symbol.to_string(),
                         side: if matches!(d.order.action, Action::Buy) {
                             Side::Buy
@@ -1164,9 +1186,20 @@ async fn bounded<T>(
         })?
 }
 
-/// Our `orderRef` is the client order id's display form, `C<n>`.
+/// Our `orderRef` is the client order id's display form, `C<n>`; a protective broker stop's
+/// adds `:STOP:<symbol>` ([`protective_order_ref`]).
 fn parse_order_ref(s: &str) -> Option<ClientOrderId> {
-    s.strip_prefix('C')?.parse().ok().map(ClientOrderId)
+    let id = s.split(':').next()?;
+    id.strip_prefix('C')?.parse().ok().map(ClientOrderId)
+}
+
+/// The `orderRef` of our protective stop for `symbol`: `C<n>:STOP:<symbol>`.
+pub fn protective_order_ref(id: ClientOrderId, symbol: &str) -> String {
+    format!("{id}:STOP:{symbol}")
+}
+
+fn is_protective_ref(s: &str) -> bool {
+    parse_order_ref(s).is_some() && s.split(':').nth(1) == Some("STOP")
 }
 
 /// IB's execution time: `yyyymmdd hh:mm:ss [zone]` or epoch seconds.
@@ -1338,6 +1371,10 @@ mod tests {
             Some(ClientOrderId(42))
         );
         assert_eq!(parse_order_ref("x42"), None);
+        let stop = protective_order_ref(ClientOrderId(7), "AAPL");
+        assert_eq!(stop, "C7:STOP:AAPL");
+        assert_eq!(parse_order_ref(&stop), Some(ClientOrderId(7)));
+        assert!(is_protective_ref(&stop) && !is_protective_ref("C7"));
         assert_eq!(parse_order_ref(""), None);
     }
 

@@ -1,0 +1,419 @@
+//! `--broker-stops` against the fake gateway: an entry fill puts exactly one GTC STP at IB at
+//! the engine's stop level; a reconnect does not add a second; the price falling through the
+//! level fills it at IB and the ledger books it once with no local exit; a signal exit cancels
+//! the stop first and sells once.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use fake_ibgw::proto::PlaceOrderRequest;
+use fake_ibgw::world::{OrderState as GwState, SymbolSpec, WorldConfig};
+use fake_ibgw::{FakeGateway, GatewayConfig, Handle, Request, RequestKind};
+use rusqlite::{Connection, OpenFlags};
+use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal_macros::dec;
+
+const BIN: &str = env!("CARGO_BIN_EXE_robo-trader");
+const POLL: Duration = Duration::from_millis(50);
+
+/// SMA 2/4 on a flat price: a dip then a rise is one clean buy, a later fall one sell. The
+/// engine's stops: 2 % fixed (tighter than the 5 % trailing at entry).
+const CONFIG: &str = r#"
+[strategy]
+name = "sma_crossover"
+fast = 2
+slow = 4
+
+[risk]
+reentry_cooldown_secs = 0
+daily_loss_pct = 0.5
+max_drawdown_pct = 0.9
+
+[stops]
+stop_loss_pct = 0.02
+trailing_pct = 0.05
+
+[ib]
+restart_window = false
+"#;
+
+struct Proc {
+    child: Option<Child>,
+    log: std::path::PathBuf,
+}
+
+impl Proc {
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn wait_for(&mut self, what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !ok() {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "robo-trader exited ({st}) while waiting for {what}; log:\n{}",
+                    self.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; log:\n{}",
+                self.log_tail()
+            );
+            sleep(POLL);
+        }
+    }
+
+    /// SIGTERM, then exit 0 within 5 s.
+    fn stop(&mut self) {
+        let pid = libc::pid_t::try_from(self.child.as_ref().unwrap().id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid; no memory is shared.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                break st;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "no exit within 5 s of SIGTERM"
+            );
+            sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.code(), Some(0), "log:\n{}", self.log_tail());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn open_db(path: &Path) -> Option<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    c.busy_timeout(Duration::from_secs(5)).ok()?;
+    c.pragma_update(None, "query_only", true).ok()?;
+    Some(c)
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    open_db(db)
+        .and_then(|c| c.query_row(sql, [], |r| r.get(0)).ok())
+        .unwrap_or(0)
+}
+
+/// (side, quantity, price) of every fill in the ledger, in order.
+fn db_fills(db: &Path) -> Vec<(String, i64, Decimal)> {
+    let c = open_db(db).expect("database");
+    let mut st = c
+        .prepare("SELECT side, quantity, price FROM fills ORDER BY id")
+        .unwrap();
+    let rows = st
+        .query_map([], |r| {
+            let price: String = r.get(2)?;
+            Ok((r.get(0)?, r.get(1)?, price.parse::<Decimal>().unwrap()))
+        })
+        .unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+async fn gateway() -> Handle {
+    let config = GatewayConfig {
+        world: WorldConfig {
+            symbols: vec![SymbolSpec::flat("AAPL", 265_598, 10_000)],
+            ..WorldConfig::default()
+        },
+        // A minute bar every 1.2 s.
+        bar_interval: Duration::from_millis(100),
+        ..GatewayConfig::default()
+    };
+    FakeGateway::start(config).await.expect("gateway starts")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn start(dir: &Path, gw: &Handle) -> Proc {
+    let cfg = dir.join("robo-trader.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let log = dir.join("run.log");
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().to_string();
+        if k.starts_with("ROBO_") || k.starts_with("IB_") || k.starts_with("DASH_") {
+            cmd.env_remove(&k);
+        }
+    }
+    for k in ["WS_PORT", "LOG_FILE", "RUST_LOG"] {
+        cmd.env_remove(k);
+    }
+    let child = cmd
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .args(["--broker", "ibkr", "--ib-orders", "paper", "--broker-stops"])
+        .args(["--ib-port", &gw.port().to_string()])
+        .arg("--db")
+        .arg(dir.join("robo.db"))
+        .args(["--dash-port", "0", "--ws-port", "0", "--symbols", "AAPL"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn robo-trader");
+    Proc {
+        child: Some(child),
+        log,
+    }
+}
+
+fn placed(gw: &Handle) -> Vec<PlaceOrderRequest> {
+    gw.requests_of(RequestKind::PlaceOrder)
+        .into_iter()
+        .filter_map(|r| match r.request {
+            Request::PlaceOrder(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+fn of_type(gw: &Handle, order_type: &str, action: &str) -> Vec<PlaceOrderRequest> {
+    placed(gw)
+        .into_iter()
+        .filter(|p| {
+            let o = p.order.as_ref().unwrap();
+            o.order_type.as_deref() == Some(order_type) && o.action.as_deref() == Some(action)
+        })
+        .collect()
+}
+
+/// The orders table, for failure messages.
+fn orders_dump(db: &Path) -> String {
+    let c = open_db(db).expect("database");
+    let mut st = c
+        .prepare("SELECT id, purpose, order_type, state, filled_qty, COALESCE(reason, '') FROM orders ORDER BY rowid")
+        .unwrap();
+    let rows = st
+        .query_map([], |r| {
+            Ok(format!(
+                "{} {} {} {} {} {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?
+            ))
+        })
+        .unwrap();
+    rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+}
+
+fn ready_count(db: &Path) -> i64 {
+    count(
+        db,
+        "SELECT COUNT(*) FROM connection_events WHERE state = 'ready'",
+    )
+}
+
+/// Ready, a dip (the fast SMA goes below the slow one), then a rise: one entry, filled.
+/// Returns the entry fill's quantity and price.
+fn enter(p: &mut Proc, gw: &Handle, db: &Path) -> (i64, Decimal) {
+    p.wait_for("Ready", Duration::from_secs(15), || ready_count(db) >= 1);
+    let log = p.log.clone();
+    p.wait_for("history loaded", Duration::from_secs(15), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("history loaded")
+    });
+    sleep(Duration::from_millis(2500));
+    assert!(gw.set_price("AAPL", 9_990));
+    sleep(Duration::from_millis(4000));
+    assert!(gw.set_price("AAPL", 10_100));
+    p.wait_for("the entry fill", Duration::from_secs(15), || {
+        count(db, "SELECT COUNT(*) FROM fills") >= 1
+    });
+    let fills = db_fills(db);
+    assert_eq!(fills[0].0, "BUY", "{fills:?}");
+    (fills[0].1, fills[0].2)
+}
+
+/// The one STP the trader placed, after checking it is the only one.
+fn the_stop(p: &Proc, gw: &Handle) -> PlaceOrderRequest {
+    let stops = of_type(gw, "STP", "SELL");
+    assert_eq!(
+        stops.len(),
+        1,
+        "STP orders: {stops:?}; log:\n{}",
+        p.log_tail()
+    );
+    stops.into_iter().next().unwrap()
+}
+
+fn expected_level(entry: Decimal) -> f64 {
+    let level =
+        (entry * dec!(0.98)).round_dp_with_strategy(2, RoundingStrategy::ToNegativeInfinity);
+    rust_decimal::prelude::ToPrimitive::to_f64(&level).unwrap()
+}
+
+#[test]
+fn the_stop_survives_a_reconnect_and_fills_at_the_broker_once() {
+    let rt = runtime();
+    let gw = rt.block_on(gateway());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("robo.db");
+    let mut p = start(dir.path(), &gw);
+    let (qty, entry) = enter(&mut p, &gw, &db);
+    assert_eq!(entry, dec!(101.00));
+
+    p.wait_for("the broker stop", Duration::from_secs(10), || {
+        !of_type(&gw, "STP", "SELL").is_empty()
+    });
+    let stop = the_stop(&p, &gw);
+    let o = stop.order.as_ref().unwrap();
+    assert_eq!(o.aux_price, Some(98.98));
+    assert_eq!(o.aux_price, Some(expected_level(entry)));
+    assert_eq!(o.tif.as_deref(), Some("GTC"));
+    assert_eq!(
+        o.total_quantity
+            .as_deref()
+            .map(|q| q.parse::<f64>().unwrap()),
+        Some(qty as f64)
+    );
+    let order_ref = o.order_ref.clone().unwrap();
+    assert!(order_ref.ends_with(":STOP:AAPL"), "{order_ref}");
+    // Persisted (before it was sent) as a GTC stop_loss STP; IB's id follows asynchronously.
+    p.wait_for("the stop's row", Duration::from_secs(5), || {
+        count(
+            &db,
+            "SELECT COUNT(*) FROM orders WHERE purpose = 'stop_loss' AND order_type = 'STP'
+             AND tif = 'GTC' AND stop_price = '98.98' AND broker_id IS NOT NULL",
+        ) == 1
+    });
+
+    // A drop: the reconnect finds the stop at IB and places no second one.
+    let before = ready_count(&db);
+    gw.drop_now();
+    p.wait_for("the reconnection", Duration::from_secs(15), || {
+        gw.connection_count() > 1 && ready_count(&db) > before
+    });
+    sleep(Duration::from_millis(2500)); // two bars: each bar checks the cover too
+    the_stop(&p, &gw);
+
+    // Through the level: IB fills the stop; the ledger books it once, no local exit is sent.
+    assert!(gw.set_price("AAPL", 9_800));
+    p.wait_for("the stop's fill", Duration::from_secs(10), || {
+        count(&db, "SELECT COUNT(*) FROM fills") >= 2
+    });
+    sleep(Duration::from_millis(2500));
+    p.stop();
+    let fills = db_fills(&db);
+    assert_eq!(
+        fills,
+        vec![
+            ("BUY".into(), qty, dec!(101.00)),
+            ("SELL".into(), qty, dec!(98.00))
+        ]
+    );
+    assert!(
+        of_type(&gw, "MKT", "SELL").is_empty(),
+        "a local exit reached IB"
+    );
+    let gw_execs = gw.with_world(|w| w.executions().len());
+    assert_eq!(gw_execs, 2);
+    let gw_pos = gw.with_world(|w| w.positions().get("AAPL").map_or(0, |p| p.quantity));
+    assert_eq!(gw_pos, 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM orders WHERE purpose = 'stop_loss' AND state = 'filled'"
+        ),
+        1,
+        "{}",
+        orders_dump(&db)
+    );
+    rt.block_on(gw.shutdown());
+}
+
+#[test]
+fn a_signal_exit_cancels_the_stop_first_and_sells_once() {
+    let rt = runtime();
+    let gw = rt.block_on(gateway());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("robo.db");
+    let mut p = start(dir.path(), &gw);
+    let (qty, entry) = enter(&mut p, &gw, &db);
+    p.wait_for("the broker stop", Duration::from_secs(10), || {
+        !of_type(&gw, "STP", "SELL").is_empty()
+    });
+    let stop_id = the_stop(&p, &gw).order_id.unwrap();
+
+    // A fall that crosses the SMAs but stays above the stop's level: a signal exit.
+    sleep(Duration::from_millis(3000));
+    assert!(gw.set_price("AAPL", 10_050));
+    p.wait_for("the exit fill", Duration::from_secs(15), || {
+        count(&db, "SELECT COUNT(*) FROM fills") >= 2
+    });
+    sleep(Duration::from_millis(1500));
+    p.stop();
+
+    let sells = of_type(&gw, "MKT", "SELL");
+    assert_eq!(sells.len(), 1, "{sells:?}");
+    // The stop's cancel reached IB before the exit did.
+    let reqs = gw.requests();
+    let cancel_at = reqs
+        .iter()
+        .position(|r| matches!(&r.request, Request::CancelOrder(c) if c.order_id == Some(stop_id)))
+        .expect("the stop was cancelled");
+    let sell_at = reqs
+        .iter()
+        .position(
+            |r| matches!(&r.request, Request::PlaceOrder(p) if p.order_id == sells[0].order_id),
+        )
+        .unwrap();
+    assert!(cancel_at < sell_at);
+    let stop_state = gw.with_world(|w| w.orders().find(|o| o.order_id == stop_id).map(|o| o.state));
+    assert_eq!(stop_state, Some(GwState::Cancelled));
+    assert_eq!(
+        db_fills(&db),
+        vec![
+            ("BUY".into(), qty, entry),
+            ("SELL".into(), qty, dec!(100.50))
+        ]
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM orders WHERE purpose = 'stop_loss' AND state = 'cancelled'"
+        ),
+        1
+    );
+    let gw_pos = gw.with_world(|w| w.positions().get("AAPL").map_or(0, |p| p.quantity));
+    assert_eq!(gw_pos, 0);
+    rt.block_on(gw.shutdown());
+}
