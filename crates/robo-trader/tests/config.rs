@@ -635,3 +635,42 @@ fn cli_shapes() {
     assert!(Cli::try_parse_from(["robo-trader", "kill-switch", "maybe"]).is_err());
     <Cli as clap::CommandFactory>::command().debug_assert();
 }
+
+#[test]
+fn broker_stops_from_the_file_the_flag_and_the_env() {
+    assert!(!defaults().ib.broker_stops);
+    let on = "[ib]\nbroker_stops = true\n";
+    assert!(
+        load_from_str(on, None, &RunArgs::default())
+            .unwrap()
+            .ib
+            .broker_stops
+    );
+    assert!(
+        load_from_str("", None, &run_args(&["--broker-stops"]))
+            .unwrap()
+            .ib
+            .broker_stops
+    );
+    let off = run_args(&["--broker-stops", "false"]);
+    assert!(!load_from_str(on, None, &off).unwrap().ib.broker_stops);
+    // The env var, through the binary (this process's env is never changed).
+    let dir = tempfile::tempdir().unwrap();
+    let show = |env: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_robo-trader"));
+        cmd.current_dir(dir.path()).args(["config", "show"]);
+        cmd.env_remove("IB_BROKER_STOPS");
+        if let Some(v) = env {
+            cmd.env("IB_BROKER_STOPS", v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(show(None).contains("broker_stops = false"));
+    assert!(show(Some("true")).contains("broker_stops = true"));
+}
