@@ -417,3 +417,57 @@ fn a_signal_exit_cancels_the_stop_first_and_sells_once() {
     assert_eq!(gw_pos, 0);
     rt.block_on(gw.shutdown());
 }
+
+#[test]
+fn a_crash_leaves_the_stop_at_ib_and_the_restart_adopts_it() {
+    let rt = runtime();
+    let gw = rt.block_on(gateway());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("robo.db");
+    let mut p = start(dir.path(), &gw);
+    let (qty, _) = enter(&mut p, &gw, &db);
+    p.wait_for("the broker stop", Duration::from_secs(10), || {
+        count(
+            &db,
+            "SELECT COUNT(*) FROM orders WHERE order_type = 'STP' AND broker_id IS NOT NULL",
+        ) == 1
+    });
+    let stop_id = the_stop(&p, &gw).order_id.unwrap();
+    // A crash: no shutdown path runs. The stop keeps working at IB.
+    let mut child = p.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let working = gw.with_world(|w| w.orders().find(|o| o.order_id == stop_id).map(|o| o.state));
+    assert_eq!(working, Some(GwState::Working));
+
+    let before = ready_count(&db);
+    let mut p = start(dir.path(), &gw);
+    p.wait_for("Ready after the restart", Duration::from_secs(15), || {
+        ready_count(&db) > before
+    });
+    sleep(Duration::from_millis(3000)); // bars, each of which checks the cover
+    the_stop(&p, &gw);
+    // The adopted stop still protects: through the level it fills once, booked once.
+    assert!(gw.set_price("AAPL", 9_800));
+    p.wait_for("the stop's fill", Duration::from_secs(10), || {
+        count(&db, "SELECT COUNT(*) FROM fills") >= 2
+    });
+    sleep(Duration::from_millis(1500));
+    p.stop();
+    assert_eq!(db_fills(&db)[1], ("SELL".into(), qty, dec!(98.00)));
+    assert_eq!(db_fills(&db).len(), 2);
+    assert!(
+        of_type(&gw, "MKT", "SELL").is_empty(),
+        "a local exit reached IB"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM orders WHERE order_type = 'STP' AND state = 'filled'"
+        ),
+        1,
+        "{}",
+        orders_dump(&db)
+    );
+    rt.block_on(gw.shutdown());
+}
