@@ -36,12 +36,17 @@ pub enum Need {
 #[derive(Debug, Clone, Default)]
 pub struct StopBook {
     by_sym: Vec<Option<BrokerStop>>,
+    /// The position size at which IB refused a stop for the symbol: not asked again for that
+    /// size until the next (re)connect ([`StopBook::clear_refusals`]), so a refusal is not
+    /// repeated on every bar.
+    refused: Vec<Option<Qty>>,
 }
 
 impl StopBook {
     pub fn new(n_symbols: usize) -> Self {
         StopBook {
             by_sym: vec![None; n_symbols],
+            refused: vec![None; n_symbols],
         }
     }
 
@@ -77,10 +82,23 @@ impl StopBook {
         Some((sym, done))
     }
 
+    /// IB refused a stop for `sym` while the position was `position`.
+    pub fn refused(&mut self, sym: SymbolId, position: Qty) {
+        if let Some(r) = self.refused.get_mut(sym.index()) {
+            *r = Some(position);
+        }
+    }
+
+    pub fn clear_refusals(&mut self) {
+        self.refused.iter_mut().for_each(|r| *r = None);
+    }
+
     /// What `sym` needs for a position of `position` shares (signed).
     pub fn need(&self, sym: SymbolId, position: Qty) -> Need {
+        let refused = self.refused.get(sym.index()).copied().flatten() == Some(position);
         match (self.get(sym), position) {
             (None, 0) => Need::Nothing,
+            (None, _) if refused => Need::Nothing,
             (None, _) => Need::Place,
             (Some(s), 0) => Need::Cancel(s.id),
             (Some(s), p) if s.qty - s.filled != p.abs() => Need::Replace(s.id),
@@ -194,6 +212,12 @@ mod tests {
         let s = SymbolId(1);
         let mut b = StopBook::new(2);
         assert_eq!(b.need(s, 0), Need::Nothing);
+        assert_eq!(b.need(s, 100), Need::Place);
+        // Refused at 100 shares: not asked again at that size until the next connection.
+        b.refused(s, 100);
+        assert_eq!(b.need(s, 100), Need::Nothing);
+        assert_eq!(b.need(s, 150), Need::Place);
+        b.clear_refusals();
         assert_eq!(b.need(s, 100), Need::Place);
         b.set(
             s,

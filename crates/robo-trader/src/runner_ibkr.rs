@@ -60,6 +60,8 @@ const RECONCILE_RETRY: Duration = Duration::from_secs(1);
 const DRAIN_BOUND: Duration = Duration::from_millis(1500);
 /// How long an exit waits for the cancel of its symbol's broker stop to be confirmed.
 const STOP_CANCEL_BOUND: Duration = Duration::from_secs(3);
+/// After IB refuses to cancel a stop, how long a fill of it is waited for.
+const STOP_REJECT_GRACE: Duration = Duration::from_secs(1);
 /// How often the account summary is read in `--ib-orders paper` mode (retried every second
 /// until the first answer of each connection).
 const ACCOUNT_EVERY: Duration = Duration::from_secs(30);
@@ -409,7 +411,8 @@ fn cancel_and_wait(
         };
         return (v, fills);
     }
-    let deadline = Instant::now() + STOP_CANCEL_BOUND;
+    let mut deadline = Instant::now() + STOP_CANCEL_BOUND;
+    let mut rejected = false;
     while verdict.is_none() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -417,14 +420,16 @@ fn cancel_and_wait(
         }
         match inbox.recv_timeout(left) {
             Ok(Input::Broker(BrokerEvent::Fill(f))) if f.order_id == id => fills.push(f),
-            Ok(Input::Broker(BrokerEvent::Order(u))) if u.order_id == id => {
-                if matches!(
-                    u.status,
-                    BrokerStatus::Cancelled { .. } | BrokerStatus::Rejected { .. }
-                ) {
-                    verdict = Some(Settled::Cancelled);
+            Ok(Input::Broker(BrokerEvent::Order(u))) if u.order_id == id => match u.status {
+                BrokerStatus::Cancelled { .. } => verdict = Some(Settled::Cancelled),
+                // IB would not cancel it (e.g. 161): if it executed, the fill follows at
+                // once; if none comes it is not working.
+                BrokerStatus::Rejected { .. } => {
+                    deadline = deadline.min(Instant::now() + STOP_REJECT_GRACE);
+                    rejected = true;
                 }
-            }
+                _ => {}
+            },
             Ok(other) => deferred.push_back(other),
             Err(_) => break,
         }
@@ -432,6 +437,7 @@ fn cancel_and_wait(
     let v = match (verdict, fills.is_empty()) {
         (_, false) => Settled::Filled,
         (Some(v), true) => v,
+        (None, true) if rejected => Settled::Cancelled,
         (None, true) => Settled::Unconfirmed,
     };
     (v, fills)
@@ -709,6 +715,9 @@ impl Trader<'_> {
             }
             Ok(Err(refusal)) => {
                 warn!(symbol = name, order_id = %req.id, "broker stop not sent: {refusal}");
+                if let Some(b) = self.stops.as_mut() {
+                    b.refused(sym, position);
+                }
                 record_stop_status(
                     self.hooks.writer,
                     name,
@@ -841,6 +850,9 @@ impl Trader<'_> {
             self.reconcile();
         }
         if tr.to == SessionState::Ready {
+            if let Some(b) = self.stops.as_mut() {
+                b.clear_refusals();
+            }
             self.protect_all();
         }
         Ok(())
@@ -1254,7 +1266,14 @@ impl Trader<'_> {
                         if let Some(b) = self.stops.as_mut() {
                             b.set(sym, None);
                         }
-                        let state = if matches!(u.status, BrokerStatus::Rejected { .. }) {
+                        let rejected = matches!(u.status, BrokerStatus::Rejected { .. });
+                        if rejected {
+                            let position = self.exec.engine().ledger().qty(sym);
+                            if let Some(b) = self.stops.as_mut() {
+                                b.refused(sym, position);
+                            }
+                        }
+                        let state = if rejected {
                             OrderState::Rejected
                         } else {
                             OrderState::Cancelled
