@@ -396,10 +396,20 @@ fn cancel_and_wait(
     for input in deferred.drain(..) {
         match input {
             Input::Broker(BrokerEvent::Fill(f)) if f.order_id == id => fills.push(f),
+            Input::Broker(BrokerEvent::Order(u))
+                if u.order_id == id && matches!(u.status, BrokerStatus::Cancelled { .. }) =>
+            {
+                verdict = Some(Settled::Cancelled);
+            }
             other => keep.push_back(other),
         }
     }
     *deferred = keep;
+    if let Some(v) = verdict {
+        // Already cancelled (a late answer to an earlier cancel).
+        let v = if fills.is_empty() { v } else { Settled::Filled };
+        return (v, fills);
+    }
     let sent =
         rt.block_on(async { tokio::time::timeout(ORDER_BOUND, broker.cancel_order(id)).await });
     if !matches!(sent, Ok(Ok(()))) {
