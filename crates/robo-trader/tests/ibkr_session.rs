@@ -410,7 +410,8 @@ async fn read_only_321_is_reported_and_not_retried() {
         .place_order(&buy(1, OrderKind::Market))
         .await
         .expect("sent");
-    let ev = tokio::time::timeout(Duration::from_secs(3), events.recv())
+    // Generous: the answer comes in milliseconds, but a loaded CI machine must not fail it.
+    let ev = tokio::time::timeout(Duration::from_secs(15), events.recv())
         .await
         .expect("an event")
         .expect("open");
