@@ -66,7 +66,10 @@ fn main() {
     sizes();
     let args: Vec<String> = std::env::args().collect();
     let n_symbols: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
-    let n_bars: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let n_bars: usize = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let decisions = args.get(3).is_some_and(|s| s == "on");
     let data = bars(n_symbols, n_bars / n_symbols);
     let mut cfg = EngineConfig {
