@@ -653,14 +653,14 @@ fn long_files_stream_like_per_symbol_files() {
     let mut sorted = String::from("timestamp,symbol,open,high,low,close,volume\n");
     let mut grouped = sorted.clone();
     for i in 0..3000 {
-        for (k, s) in syms.iter().enumerate() {
-            sorted.push_str(&row(s, i, &series[k][i]));
+        for (s, bars) in syms.iter().zip(&series) {
+            sorted.push_str(&row(s, i, &bars[i]));
         }
     }
-    for (k, s) in syms.iter().enumerate() {
-        write_csv(&per.join(format!("{s}.csv")), &series[k], t0, 60);
-        for i in 0..3000 {
-            grouped.push_str(&row(s, i, &series[k][i]));
+    for (s, bars) in syms.iter().zip(&series) {
+        write_csv(&per.join(format!("{s}.csv")), bars, t0, 60);
+        for (i, b) in bars.iter().enumerate() {
+            grouped.push_str(&row(s, i, b));
         }
     }
     let long_sorted = dir.path().join("sorted.csv");
