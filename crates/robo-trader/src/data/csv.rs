@@ -576,6 +576,8 @@ struct Layout {
     close: usize,
     volume: usize,
     symbol: Option<usize>,
+    /// Exactly `time,open,high,low,close,volume`: rows may take [`fast_row`].
+    plain: bool,
 }
 
 impl Layout {
@@ -626,7 +628,7 @@ impl Layout {
                 })
             }
         };
-        Ok(Layout {
+        let mut l = Layout {
             n_fields: names.len(),
             date,
             time,
@@ -636,7 +638,13 @@ impl Layout {
             close: need("close")?,
             volume: need("volume")?,
             symbol: find(&["symbol", "ticker"])?,
-        })
+            plain: false,
+        };
+        l.plain = l.n_fields == 6
+            && l.time.is_none()
+            && l.symbol.is_none()
+            && [l.date, l.open, l.high, l.low, l.close, l.volume] == [0, 1, 2, 3, 4, 5];
+        Ok(l)
     }
 }
 
@@ -704,6 +712,27 @@ impl ParseState {
         layout: &Layout,
         opts: &ReadOptions,
     ) -> Result<Option<(usize, RawBar)>, RowError> {
+        let (sym, ts, [open, high, low, close], volume) = match layout
+            .plain
+            .then(|| fast_row(line, &mut self.offsets))
+            .flatten()
+        {
+            Some((ts, prices, volume)) => (0, ts, prices, volume),
+            None => match self.general_row(line, layout)? {
+                Some(r) => r,
+                None => return Ok(None),
+            },
+        };
+        self.order_and_filter(sym, ts, [open, high, low, close], volume, opts)
+    }
+
+    /// Every field through the general parsers; `Ok(None)` for a symbol filtered out.
+    #[allow(clippy::type_complexity)]
+    fn general_row(
+        &mut self,
+        line: &[u8],
+        layout: &Layout,
+    ) -> Result<Option<(usize, Ts, [Decimal; 4], u64)>, RowError> {
         split_commas(line, &mut self.spans);
         if self.spans.len() != layout.n_fields {
             return Err(RowError::FieldCount {
@@ -730,8 +759,19 @@ impl ParseState {
         let low = parse_price(get(layout.low), "low")?;
         let close = parse_price(get(layout.close), "close")?;
         let volume = parse_volume(get(layout.volume))?;
-        let [open, high, low, close] = check_ohlc(open, high, low, close)?;
+        let prices = check_ohlc(open, high, low, close)?;
+        Ok(Some((sym, ts, prices, volume)))
+    }
 
+    /// The per-symbol order check, then the time filter.
+    fn order_and_filter(
+        &mut self,
+        sym: usize,
+        ts: Ts,
+        [open, high, low, close]: [Decimal; 4],
+        volume: u64,
+        opts: &ReadOptions,
+    ) -> Result<Option<(usize, RawBar)>, RowError> {
         let symbol_name = || self.names.get(sym).cloned().unwrap_or_default();
         let Some(last) = self.last_ts.get_mut(sym) else {
             return Ok(None);
@@ -767,6 +807,87 @@ impl ParseState {
             },
         )))
     }
+}
+
+/// The hot format, by hand: `YYYY-MM-DD HH:MM:SS` (or 9–11 digit epoch seconds) then four
+/// plain decimals and an integer volume, comma-separated, nothing quoted or padded, all checks
+/// passing. Anything else (including every bad row) returns `None` and goes through the general
+/// parsers, which give the precise error.
+#[inline]
+fn fast_row(line: &[u8], cache: &mut NyOffsetCache) -> Option<(Ts, [Decimal; 4], u64)> {
+    let comma = memchr::memchr(b',', line)?;
+    let (date, mut rest) = (line.get(..comma)?, line.get(comma + 1..)?);
+    let ts = if date.len() == 19 && date.get(10) == Some(&b' ') {
+        let days = match cache.date_text {
+            Some((text, days)) if text[..] == date[..10] => days,
+            _ => return None,
+        };
+        let t = parse_time_of_day(date.get(11..)?)?.ok()?;
+        local_ts(days, t, cache).ok()?
+    } else if (9..=11).contains(&date.len()) {
+        secs_to_ts(digits_value(date)?).ok()?
+    } else {
+        return None;
+    };
+    let mut m = [0i64; 4];
+    let mut sc = [0u32; 4];
+    for k in 0..4 {
+        let (mant, scale, used) = fast_decimal(rest)?;
+        if rest.get(used) != Some(&b',') || mant <= 0 {
+            return None;
+        }
+        m[k] = mant;
+        sc[k] = scale;
+        rest = rest.get(used + 1..)?;
+    }
+    let volume = if rest.len() <= 18 {
+        digits_value(rest)? as u64
+    } else {
+        return None;
+    };
+    let max = *sc.iter().max()?;
+    let mut v = [0i64; 4];
+    for k in 0..4 {
+        v[k] = m[k].checked_mul(*POW10.get((max - sc[k]) as usize)?)?;
+    }
+    let [o, h, l, c] = v;
+    if !(h >= l && h >= o && h >= c && l <= o && l <= c) {
+        return None;
+    }
+    let d = |k: usize| {
+        let x = m[k] as u64;
+        Decimal::from_parts(x as u32, (x >> 32) as u32, 0, false, sc[k])
+    };
+    Some((ts, [d(0), d(1), d(2), d(3)], volume))
+}
+
+/// Digits with at most one `.`, at most 18 digits: (mantissa, scale, bytes used).
+#[inline(always)]
+fn fast_decimal(b: &[u8]) -> Option<(i64, u32, usize)> {
+    let mut m = 0i64;
+    let mut i = 0;
+    let mut dot = None;
+    let mut digits = 0;
+    while let Some(&c) = b.get(i) {
+        let d = c.wrapping_sub(b'0');
+        if d < 10 {
+            m = m * 10 + i64::from(d);
+            digits += 1;
+            if digits > 18 {
+                return None;
+            }
+        } else if c == b'.' && dot.is_none() {
+            dot = Some(i);
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    if digits == 0 {
+        return None;
+    }
+    let scale = dot.map_or(0, |p| (i - p - 1) as u32);
+    Some((m, scale, i))
 }
 
 /// Fills `spans` with the byte ranges of the comma-separated fields of `line`, eight bytes at a
@@ -1023,6 +1144,9 @@ fn parse_volume(b: &[u8]) -> Result<u64, RowError> {
 #[derive(Debug, Default)]
 struct NyOffsetCache {
     day: Option<(i64, DayOffset)>,
+    /// The last `YYYY-MM-DD` text of a date-time field and its day number: minute bars repeat
+    /// the date ~390 times, so the calendar arithmetic runs once a day.
+    date_text: Option<([u8; 10], i64)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1167,8 +1291,19 @@ fn parse_ts(b: &[u8], cache: &mut NyOffsetCache) -> Result<Ts, RowError> {
     // Fast paths: exchange-local `YYYY-MM-DD[ T]HH:MM[:SS]` and date-only.
     if b.len() >= 16 && matches!(b.get(10), Some(b' ' | b'T')) {
         if let (Some(date), Some(time)) = (b.get(..10), b.get(11..)) {
+            if let Some((text, days)) = cache.date_text {
+                if text == date {
+                    if let Some(t) = parse_time_of_day(time) {
+                        return local_ts(days, t.map_err(err)?, cache).map_err(err);
+                    }
+                }
+            }
             if let (Some(d), Some(t)) = (parse_date_only(date), parse_time_of_day(time)) {
-                return local_ts(d.map_err(err)?, t.map_err(err)?, cache).map_err(err);
+                let days = d.map_err(err)?;
+                if let Ok(text) = <[u8; 10]>::try_from(date) {
+                    cache.date_text = Some((text, days));
+                }
+                return local_ts(days, t.map_err(err)?, cache).map_err(err);
             }
         }
     }
@@ -1268,6 +1403,68 @@ mod tests {
             split_commas(l, &mut spans);
             assert_eq!(spans, naive_split(l), "{l:?}");
         }
+    }
+
+    /// The hand-written row parser agrees with the general one wherever it answers, and
+    /// declines (so the general one reports) everything unusual or wrong.
+    #[test]
+    fn fast_rows_match_the_general_parser() {
+        let layout = Layout::from_header(b"datetime,open,high,low,close,volume", "t", 1).unwrap();
+        assert!(layout.plain);
+        let mk = || ParseState {
+            names: vec!["T".into()],
+            last_ts: vec![None],
+            index: HashMap::new(),
+            recent: None,
+            scratch: String::new(),
+            offsets: NyOffsetCache::default(),
+            spans: Vec::new(),
+            filter: None,
+        };
+        let lines: [&[u8]; 14] = [
+            b"2024-01-02 09:30:00,243.40,244.09,243.34,243.85,237704",
+            b"2024-01-02 09:31:00,243.4,244.090,243.34,243.85,0",
+            b"2024-01-02 09:32:00,100,100.00,99.999,100,5",
+            b"1704205800,10,11,9,10.5,100",
+            b"2024-01-02 09:33:00,.5,1.,0.25,0.5,7",
+            b"2024-01-02 09:34:00,0010.50,11,9,10,1",
+            b"2024-01-02 09:35:00,10,9,11,10,1",
+            b"2024-01-02 09:36:00,-1,1,1,1,1",
+            b"2024-01-02 09:37:00, 10,11,9,10,1",
+            b"2024-01-02 09:38:00,10,11,9,10,1.5",
+            b"2024-01-02 09:39:00,10,11,9,10,1,extra",
+            b"2024-01-02 09:40:00,10,11,9,10",
+            b"2024-01-02 25:41:00,10,11,9,10,1",
+            b"2024-01-02T09:42:00,10,11,9,10,1",
+        ];
+        let (mut fast, mut general) = (mk(), mk());
+        // Prime the date cache as the first row of a day does.
+        let _ = general.general_row(lines[0], &layout);
+        fast.offsets.date_text = general.offsets.date_text;
+        let mut answered = 0;
+        for (i, l) in lines.into_iter().enumerate() {
+            let want = mk()
+                .general_row(l, &layout)
+                .map(|r| r.map(|(_, t, p, v)| (t, p, v)));
+            match fast_row(l, &mut fast.offsets) {
+                Some(got) => {
+                    answered += 1;
+                    assert_eq!(Ok(Some(got)), want, "{}", String::from_utf8_lossy(l));
+                    let scales: Vec<u32> = got.1.iter().map(Decimal::scale).collect();
+                    let want_scales: Vec<u32> = want
+                        .unwrap()
+                        .unwrap()
+                        .1
+                        .iter()
+                        .map(Decimal::scale)
+                        .collect();
+                    assert_eq!(scales, want_scales);
+                }
+                None => assert!(i >= 6, "declined {}", String::from_utf8_lossy(l)),
+            }
+        }
+        // The rest are bad, padded, fractional-volume, short, long or `T`-separated rows.
+        assert_eq!(answered, 6);
     }
 
     #[test]
