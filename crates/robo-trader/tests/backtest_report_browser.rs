@@ -5,6 +5,8 @@
 //!
 //! Without `/usr/bin/chromium` the test prints a notice and passes, unless `CI` is set.
 
+// Shared with the dashboard test, which uses the parts this one does not.
+#[allow(dead_code)]
 mod cdp;
 
 use std::fmt::Write as _;
