@@ -4,11 +4,12 @@ tool reads: Datetime,Open,High,Low,Close,Volume with naive New York 'YYYY-MM-DD 
 times, 390 bars a weekday from 09:30 to 15:59 (holidays are not skipped; no DST gap is hit).
 
     gen.py BARS OUT.csv [SEED]
-    gen.py BARS OUTDIR [SEED] --symbols K   K files S01.csv ... (BARS each, seeds SEED+k)
+    gen.py BARS OUTDIR [SEED] --symbols K   K files S01.csv ... (BARS each, seeds SEED+k,
+                                             volume 500-1999 so volume filters can trigger)
 """
 import os, sys, datetime
 
-def write(n, out, seed):
+def write(n, out, seed, vary_volume=False):
     x = seed & 0xFFFFFFFFFFFFFFFF
     def rnd(m):
         nonlocal x
@@ -28,7 +29,8 @@ def write(n, out, seed):
             c = max(o + rnd(21) - 10 + drift, 1000)
             h = max(o, c) + rnd(6)
             l = max(min(o, c) - rnd(6), 1)
-            f.write(f"{t:%Y-%m-%d %H:%M:%S},{o/100:.2f},{h/100:.2f},{l/100:.2f},{c/100:.2f},1000\n")
+            v = 500 + rnd(1500) if vary_volume else 1000
+            f.write(f"{t:%Y-%m-%d %H:%M:%S},{o/100:.2f},{h/100:.2f},{l/100:.2f},{c/100:.2f},{v}\n")
             t += step
             if t.hour == 16:
                 t = t.replace(hour=9, minute=30) + datetime.timedelta(days=1)
@@ -50,7 +52,7 @@ def main():
         return
     os.makedirs(out, exist_ok=True)
     for j in range(1, k + 1):
-        write(n, os.path.join(out, f"S{j:02d}.csv"), seed + j)
+        write(n, os.path.join(out, f"S{j:02d}.csv"), seed + j, vary_volume=True)
 
 if __name__ == "__main__":
     main()
