@@ -15,7 +15,11 @@
 //! - At the end nothing is closed: positions are marked at their last close and an order still
 //!   working never fills. `final_equity` = cash + positions at the last close.
 //!
-//! Input problems (bad CSV, unknown parameter, bad date…) print one line and exit with 2.
+//! - Settings layer like `run`'s: flags > the config file (`--config`, else
+//!   `./robo-trader.toml`) > the backtest defaults above; see docs/BACKTEST.md.
+//!
+//! Input problems (bad CSV, unknown parameter, bad date, bad config…) print one line and exit
+//! with 2.
 
 pub mod data;
 pub mod metrics;

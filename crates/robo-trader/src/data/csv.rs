@@ -1,6 +1,11 @@
 //! The bar-file reader: OHLCV CSV files, one per symbol (`SYMBOL.csv`) or one long file with a
 //! `symbol`/`ticker` column, parsed straight from bytes into exact [`RawBar`]s.
 //!
+//! [`CsvRows`] streams rows out of the reader's buffer one at a time (what `backtest` and
+//! `data import` use); [`read_path`]/[`parse_reader`] collect them. Rows of the plain
+//! `datetime,open,high,low,close,volume` layout take a hand-written fast path; anything it
+//! does not recognise, and every bad row, goes through the general parsers below.
+//!
 //! Format accepted:
 //! - Comma-separated, one header line, LF or CRLF line ends, an optional UTF-8 BOM, optional
 //!   double quotes around a field (quoted fields may not contain commas). Blank lines are
