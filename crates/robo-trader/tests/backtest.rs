@@ -785,3 +785,56 @@ fn config_file_is_honored_and_flags_override_it() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("fats"), "{err}");
 }
+
+/// `--skip-bad-rows` counts each bad row once, whether the streaming reader or a long file's
+/// scan finds it, in `backtest` and in `data import`.
+#[test]
+fn skipped_rows_are_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("ONE.csv");
+    std::fs::write(
+        &one,
+        "date,open,high,low,close,volume\n2024-01-02,1,1,1,1,1\n2024-01-03,1,1,2,1,1\n\
+         2024-01-04,1,1,1,1,1\n2024-01-05,x,1,1,1,1\n2024-01-08,1,1,1,1,1\n",
+    )
+    .unwrap();
+    let long = dir.path().join("long.csv");
+    std::fs::write(
+        &long,
+        "date,symbol,open,high,low,close,volume\n2024-01-02,A,1,1,1,1,1\n2024-01-02,B,1,1,1,1,1\n\
+         2024-01-03,A,1,1,2,1,1\n2024-01-03,B,1,1,1,1,1\n2024-01-04,A,1,1,1,1,1\n",
+    )
+    .unwrap();
+    for (data, bars, skipped) in [(&one, 3, 2), (&long, 4, 1)] {
+        let v = json_of(&run(&[
+            "backtest",
+            "--data",
+            data.to_str().unwrap(),
+            "--skip-bad-rows",
+            "--json",
+        ]));
+        assert_eq!(v["bars"].as_u64(), Some(bars), "{}", data.display());
+        assert_eq!(
+            v["skipped_rows"].as_u64(),
+            Some(skipped),
+            "{}",
+            data.display()
+        );
+        let cache = dir.path().join("c.rtb");
+        let v = json_of(&run(&[
+            "data",
+            "import",
+            data.to_str().unwrap(),
+            "-o",
+            cache.to_str().unwrap(),
+            "--skip-bad-rows",
+        ]));
+        assert_eq!(v["bars"].as_u64(), Some(bars));
+        assert_eq!(
+            v["skipped_rows"].as_u64(),
+            Some(skipped),
+            "{}",
+            data.display()
+        );
+    }
+}

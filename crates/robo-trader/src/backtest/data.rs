@@ -523,6 +523,9 @@ struct CsvCursor {
     group: Vec<(u16, RawBar)>,
     ahead: Option<(u16, RawBar)>,
     report: LoadReport,
+    /// Bad rows skipped here are new (a one-symbol file); a long file's were counted by the
+    /// scan.
+    counts_skips: bool,
 }
 
 impl CsvCursor {
@@ -574,6 +577,7 @@ impl CsvCursor {
             group: Vec::new(),
             ahead: None,
             report: LoadReport::default(),
+            counts_skips: matches!(part, CsvPart::Single { .. }),
         })
     }
 
@@ -750,7 +754,7 @@ impl BarStream {
         self.cursors
             .iter()
             .map(|c| match c {
-                Cursor::Csv(c) => c.report.skipped as u64,
+                Cursor::Csv(c) if c.counts_skips => c.report.skipped as u64,
                 _ => 0,
             })
             .sum()
@@ -1286,7 +1290,9 @@ fn import_inner(input: &Path, out: &Path, skip: bool) -> Result<ImportReport, Da
                 w.bar(&b, &name, line)?;
                 rep.bars += 1;
             }
-            skipped += c.report.skipped as u64;
+            if c.counts_skips {
+                skipped += c.report.skipped as u64;
+            }
         }
     }
     rep.skipped = skipped as usize;
