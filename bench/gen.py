@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Writes N minute bars (seeded random walk around $100, prices in cents) as one CSV that every
 tool reads: Datetime,Open,High,Low,Close,Volume with naive New York 'YYYY-MM-DD HH:MM:SS'
-times, 390 bars a weekday from 09:30 to 15:59 (holidays are not skipped; no DST gap is hit)."""
-import sys, datetime
+times, 390 bars a weekday from 09:30 to 15:59 (holidays are not skipped; no DST gap is hit).
 
-def main():
-    n = int(sys.argv[1])
-    out = sys.argv[2]
-    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 42
+    gen.py BARS OUT.csv [SEED]
+    gen.py BARS OUTDIR [SEED] --symbols K   K files S01.csv ... (BARS each, seeds SEED+k,
+                                             volume 500-1999 so volume filters can trigger)
+"""
+import os, sys, datetime
+
+def write(n, out, seed, vary_volume=False):
     x = seed & 0xFFFFFFFFFFFFFFFF
     def rnd(m):
         nonlocal x
@@ -27,12 +29,30 @@ def main():
             c = max(o + rnd(21) - 10 + drift, 1000)
             h = max(o, c) + rnd(6)
             l = max(min(o, c) - rnd(6), 1)
-            f.write(f"{t:%Y-%m-%d %H:%M:%S},{o/100:.2f},{h/100:.2f},{l/100:.2f},{c/100:.2f},1000\n")
+            v = 500 + rnd(1500) if vary_volume else 1000
+            f.write(f"{t:%Y-%m-%d %H:%M:%S},{o/100:.2f},{h/100:.2f},{l/100:.2f},{c/100:.2f},{v}\n")
             t += step
             if t.hour == 16:
                 t = t.replace(hour=9, minute=30) + datetime.timedelta(days=1)
                 while t.weekday() >= 5:
                     t += datetime.timedelta(days=1)
+
+def main():
+    args = sys.argv[1:]
+    k = None
+    if "--symbols" in args:
+        i = args.index("--symbols")
+        k = int(args[i + 1])
+        del args[i:i + 2]
+    n = int(args[0])
+    out = args[1]
+    seed = int(args[2]) if len(args) > 2 else 42
+    if k is None:
+        write(n, out, seed)
+        return
+    os.makedirs(out, exist_ok=True)
+    for j in range(1, k + 1):
+        write(n, os.path.join(out, f"S{j:02d}.csv"), seed + j, vary_volume=True)
 
 if __name__ == "__main__":
     main()

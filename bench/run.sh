@@ -3,55 +3,83 @@
 # minute-bar CSV and the same SMA(10)/SMA(30) long-only 100-share strategy, $1 minimum
 # commission, next-open fills, $1M cash. Not a test; not run by `cargo test`.
 #
-#   bench/run.sh [BARS]          (default 1000000; peers that fail to install are skipped)
+#   bench/run.sh [BARS]             default 1000000 (or $BARS)
+#   BARS=10000000 PEERS= bench/run.sh   robo-trader only, on 10M bars (CSV and cache)
+#
+# robo-trader runs three ways: from the CSV (streamed), from the binary cache written by
+# `data import`, and load-only (`data check`, no engine) on both, so the table shows how much
+# of a run is reading. PEERS (default "backtrader backtesting vectorbt") picks the peers; peers
+# that fail to install are skipped. BENCH_OUT (default bench/out) holds data and results.
 set -euo pipefail
-BARS=${1:-1000000}
+BARS=${1:-${BARS:-1000000}}
+PEERS=${PEERS-backtrader backtesting vectorbt}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 mkdir -p "$OUT"
 CSV=$OUT/SPY_$BARS.csv
+CACHE=$OUT/SPY_$BARS.rtb
 
 [ -f "$CSV" ] || python3 "$ROOT/bench/gen.py" "$BARS" "$CSV"
 (cd "$ROOT" && cargo build --release -p robo-trader --bin robo-trader >&2)
 BIN=$ROOT/target/release/robo-trader
-
-VENV=$OUT/venv
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip >&2 || true
-fi
-for pkg in backtrader backtesting vectorbt; do
-  "$VENV/bin/python" -c "import $pkg" 2>/dev/null || "$VENV/bin/pip" install -q "$pkg" >&2 || echo "($pkg did not install)" >&2
-done
+"$BIN" data import "$CSV" -o "$CACHE" > "$OUT/import.json"
 
 RES=$OUT/results.jsonl
 : > "$RES"
-# robo-trader: peak RSS from /usr/bin/time -v.
-/usr/bin/time -v "$BIN" backtest --data "$CSV" --strategy sma_crossover --param fast=10 \
-  --param slow=30 --param qty=100 --no-risk --cash 1000000 --fill next_open \
-  --commission ib-fixed --json > "$OUT/robo.json" 2> "$OUT/robo.time"
-RSS=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2/1024}' "$OUT/robo.time")
-python3 - "$OUT/robo.json" "$RSS" >> "$RES" <<'PY'
+# One robo-trader run: label, then the command's arguments; peak RSS from /usr/bin/time -v.
+robo() {
+  local label=$1; shift
+  /usr/bin/time -v "$BIN" "$@" > "$OUT/robo.json" 2> "$OUT/robo.time"
+  local rss
+  rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2/1024}' "$OUT/robo.time")
+  python3 - "$OUT/robo.json" "$rss" "$label" >> "$RES" <<'PY'
 import json, sys
 v = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
-print(json.dumps({"tool": "robo-trader", "bars": v["bars"], "elapsed_s": v["elapsed_s"],
-  "bars_per_s": v["bars_per_s"], "fills": v["fills"], "final_equity": float(v["final_equity"]),
+print(json.dumps({"tool": sys.argv[3], "bars": v["bars"], "elapsed_s": v["elapsed_s"],
+  "bars_per_s": v["bars_per_s"], "fills": v.get("fills"),
+  "final_equity": float(v["final_equity"]) if "final_equity" in v else None,
   "peak_rss_mb": float(sys.argv[2])}))
 PY
-for tool in backtrader backtesting vectorbt; do
-  if "$VENV/bin/python" -c "import $tool" 2>/dev/null; then
-    timeout 3600 "$VENV/bin/python" "$ROOT/bench/peers.py" "$tool" "$CSV" >> "$RES" \
-      2> "$OUT/$tool.err" || echo "($tool failed: see $OUT/$tool.err)" >&2
-  fi
-done
+}
+SMA=(--strategy sma_crossover --param fast=10 --param slow=30 --param qty=100 --no-risk
+     --cash 1000000 --fill next_open --commission ib-fixed --json)
+robo robo-csv backtest --data "$CSV" "${SMA[@]}"
+robo robo-cache backtest --data "$CACHE" "${SMA[@]}"
+robo load-csv data check "$CSV"
+robo load-cache data check "$CACHE"
 
-python3 - "$RES" <<'PY'
+if [ -n "$PEERS" ]; then
+  VENV=$OUT/venv
+  if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip >&2 || true
+  fi
+  for pkg in $PEERS; do
+    "$VENV/bin/python" -c "import $pkg" 2>/dev/null || "$VENV/bin/pip" install -q "$pkg" >&2 || echo "($pkg did not install)" >&2
+  done
+  for tool in $PEERS; do
+    if "$VENV/bin/python" -c "import $tool" 2>/dev/null; then
+      timeout 3600 "$VENV/bin/python" "$ROOT/bench/peers.py" "$tool" "$CSV" >> "$RES" \
+        2> "$OUT/$tool.err" || echo "($tool failed: see $OUT/$tool.err)" >&2
+    fi
+  done
+fi
+
+python3 - "$RES" "$OUT/import.json" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-robo = next((r for r in rows if r["tool"] == "robo-trader"), None)
-print(f"{'tool':<12} {'bars':>9} {'elapsed_s':>10} {'bars/s':>12} {'peak MB':>8} {'fills':>7} {'final equity':>14} {'robo speedup':>12}")
+imp = json.loads(open(sys.argv[2]).read())
+by = {r["tool"]: r for r in rows}
+csv, cache = by.get("robo-csv"), by.get("robo-cache")
+def ratio(a, r):
+    return f"{a['bars_per_s'] / r['bars_per_s']:.1f}x" if a and r["bars_per_s"] else "-"
+print(f"{'tool':<12} {'bars':>9} {'elapsed_s':>10} {'bars/s':>12} {'peak MB':>8} {'fills':>7} "
+      f"{'final equity':>14} {'csv ratio':>9} {'cache ratio':>11}")
 for r in rows:
-    ratio = robo["bars_per_s"] / r["bars_per_s"] if robo and r["bars_per_s"] else float("nan")
+    fills = "-" if r["fills"] is None else r["fills"]
+    eq = "-" if r["final_equity"] is None else f"{r['final_equity']:.2f}"
     print(f"{r['tool']:<12} {r['bars']:>9} {r['elapsed_s']:>10.2f} {r['bars_per_s']:>12.0f} "
-          f"{r['peak_rss_mb']:>8.0f} {r['fills']:>7} {r['final_equity']:>14.2f} {ratio:>11.1f}x")
+          f"{r['peak_rss_mb']:>8.0f} {fills:>7} {eq:>14} {ratio(csv, r):>9} {ratio(cache, r):>11}")
+print(f"(data import: {imp['bars']} bars in {imp['elapsed_s']:.2f} s; load-* rows read and check "
+      "the bars without running the engine; ratios are robo-trader's bars/s over the row's)")
 PY

@@ -91,6 +91,16 @@ pub struct RunArgs {
     #[arg(long, env = "ROBO_SIM_START", value_name = "RFC3339")]
     pub sim_start: Option<String>,
 
+    /// Stop the synthetic market when its clock reaches this instant, RFC 3339 (e.g. the
+    /// session close, 2025-03-03T21:00:00Z, for one sim day) [default: run until stopped].
+    #[arg(long, value_name = "RFC3339")]
+    pub sim_until: Option<String>,
+
+    /// Record every bar fed to the engine (warm-up history included) as SYMBOL.csv files in
+    /// DIR, in the format `backtest --data` reads.
+    #[arg(long, value_name = "DIR")]
+    pub record_bars: Option<PathBuf>,
+
     /// Seed of the synthetic market [default: 42].
     #[arg(long, env = "ROBO_SIM_SEED", value_name = "N")]
     pub sim_seed: Option<u64>,

@@ -172,6 +172,12 @@ pub struct SimConfig {
     pub history_sessions: u32,
     /// `None` follows the broker ([`ClockKind::default_for`]); [`load`] always fills it in.
     pub clock: Option<ClockKind>,
+    /// Stop the synthetic market once its clock reaches this instant (RFC 3339); `None` runs
+    /// until told to stop.
+    pub until: Option<String>,
+    /// Write every bar fed to the engine (warm-up history included) as `SYMBOL.csv` files in
+    /// this directory, in the format `backtest --data` reads, prices exact.
+    pub record_bars: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -183,6 +189,8 @@ impl Default for SimConfig {
             data: None,
             history_sessions: 2,
             clock: None,
+            until: None,
+            record_bars: None,
         }
     }
 }
@@ -414,6 +422,9 @@ impl Config {
         }
         if let Some(start) = &self.sim.start {
             check_rfc3339("sim.start", start)?;
+        }
+        if let Some(until) = &self.sim.until {
+            check_rfc3339("sim.until", until)?;
         }
         if self.broker == BrokerKind::Ibkr && self.sim.clock == Some(ClockKind::Sim) {
             return Err(ConfigError::invalid(
@@ -890,6 +901,13 @@ pub fn apply_overrides(cfg: &mut Config, a: &RunArgs) -> Result<(), ConfigError>
     if let Some(start) = &a.sim_start {
         check_rfc3339("--sim-start/ROBO_SIM_START", start)?;
         cfg.sim.start = Some(start.trim().to_string());
+    }
+    if let Some(until) = &a.sim_until {
+        check_rfc3339("--sim-until", until)?;
+        cfg.sim.until = Some(until.trim().to_string());
+    }
+    if let Some(dir) = &a.record_bars {
+        cfg.sim.record_bars = Some(dir.clone());
     }
     if let Some(seed) = a.sim_seed {
         cfg.sim.seed = seed;

@@ -642,6 +642,47 @@ fn synthetic_loop(
             market.set_last_close(id.index(), *price);
         }
     }
+    // Validated with the config.
+    let stop_at = cfg.sim.until.as_deref().and_then(|u| parse_start(u).ok());
+    let mut recorder = match &cfg.sim.record_bars {
+        Some(dir) => {
+            let names: Vec<&str> = universe.ids().map(|id| universe.name(id)).collect();
+            match crate::data::record::BarRecorder::create(dir, &names) {
+                Ok(r) => Some(r),
+                Err(e) => return format!("--record-bars {}: {e}", dir.display()),
+            }
+        }
+        None => None,
+    };
+    let reason = synthetic_sessions(
+        tr,
+        waiter,
+        cfg,
+        cal,
+        start,
+        &mut market,
+        stop_at,
+        recorder.as_mut(),
+    );
+    if let Some(Err(e)) = recorder.as_mut().map(|r| r.finish()) {
+        warn!("recording bars failed: {e}");
+    }
+    reason
+}
+
+/// [`synthetic_loop`] after the market is set up: warm-up, then the sessions.
+#[allow(clippy::too_many_arguments)]
+fn synthetic_sessions(
+    tr: &mut Trader<'_>,
+    waiter: &mut dyn Waiter,
+    cfg: &Config,
+    cal: &Calendar,
+    start: Ts,
+    market: &mut SimMarket,
+    stop_at: Option<Ts>,
+    mut recorder: Option<&mut crate::data::record::BarRecorder>,
+) -> String {
+    let universe = tr.universe;
     // Warm the strategies on history generated just before the start, so the first live bars
     // can already trade. Warm-up changes nothing in the ledger or the store.
     let mut bars: Vec<Bar> = Vec::with_capacity(universe.len());
@@ -658,6 +699,9 @@ fn synthetic_loop(
                 market.next_bars(&mut bars);
                 for b in &bars {
                     tr.session.engine.warm_up(b);
+                    if let Some(r) = recorder.as_deref_mut() {
+                        r.record(b);
+                    }
                 }
             }
         }
@@ -667,6 +711,9 @@ fn synthetic_loop(
     let mut t = start;
     loop {
         match next_step(cal, t) {
+            Step::Closed { until } if stop_at.is_some_and(|s| s <= until) => {
+                return "sim end (--sim-until) reached".into();
+            }
             Step::Closed { until } => {
                 info!(next_open = %calendar::ny_datetime(until).to_rfc3339(), "market closed; sleeping until the next open");
                 if let Err(r) = tr.skip_closed(waiter, until) {
@@ -689,10 +736,18 @@ fn synthetic_loop(
                 while !market.session_done() {
                     let bar_open = Ts(open.0 + i64::from(market.minute()) * NANOS_PER_MIN);
                     let bar_end = bar_open.plus_secs(60);
+                    if stop_at.is_some_and(|s| bar_end > s) {
+                        return "sim end (--sim-until) reached".into();
+                    }
                     if let Err(r) = tr.wait(waiter, bar_end) {
                         return r;
                     }
                     market.next_bars(&mut bars);
+                    if let Some(r) = recorder.as_deref_mut() {
+                        for b in &bars {
+                            r.record(b);
+                        }
+                    }
                     tr.step(&bars, bar_end, market.session_done());
                 }
                 tr.session.on_session_close(close, &mut tr.hooks);

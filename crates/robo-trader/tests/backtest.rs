@@ -628,3 +628,213 @@ fn calendar_filter_drops_off_hours_bars() {
     assert_eq!(v["bars"].as_u64(), Some(90));
     assert_eq!(v["off_calendar_bars"].as_u64(), Some(30));
 }
+
+/// Three symbols of generated minute bars, as per-symbol files, as one long file in time order
+/// and as one long file grouped by symbol: the streamed readers must give the same run, and the
+/// cache of each the same again.
+#[test]
+fn long_files_stream_like_per_symbol_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let per = dir.path().join("per");
+    std::fs::create_dir(&per).unwrap();
+    let syms = ["CCC", "AAA", "BBB"];
+    let series: Vec<Vec<B>> = (0..3).map(|k| gen_bars(3000, 7 + k as u64)).collect();
+    let t0 = 1_577_975_400i64;
+    let row = |s: &str, i: usize, b: &B| {
+        format!(
+            "{},{s},{},{},{},{},1000\n",
+            t0 + i as i64 * 60,
+            cents(b.o),
+            cents(b.h),
+            cents(b.l),
+            cents(b.c)
+        )
+    };
+    let mut sorted = String::from("timestamp,symbol,open,high,low,close,volume\n");
+    let mut grouped = sorted.clone();
+    for i in 0..3000 {
+        for (s, bars) in syms.iter().zip(&series) {
+            sorted.push_str(&row(s, i, &bars[i]));
+        }
+    }
+    for (s, bars) in syms.iter().zip(&series) {
+        write_csv(&per.join(format!("{s}.csv")), bars, t0, 60);
+        for (i, b) in bars.iter().enumerate() {
+            grouped.push_str(&row(s, i, b));
+        }
+    }
+    let long_sorted = dir.path().join("sorted.csv");
+    let long_grouped = dir.path().join("grouped.csv");
+    std::fs::write(&long_sorted, &sorted).unwrap();
+    std::fs::write(&long_grouped, &grouped).unwrap();
+
+    let go = |data: &Path| {
+        let mut args = vec!["backtest", "--data", data.to_str().unwrap()];
+        args.extend_from_slice(&SMA_ARGS);
+        let mut v = json_of(&run(&args));
+        for k in ["elapsed_s", "sim_s", "bars_per_s"] {
+            v[k] = Value::Null;
+        }
+        v
+    };
+    let base = go(&per);
+    assert_eq!(base["bars"].as_u64(), Some(9000));
+    assert_eq!(base["symbols"], serde_json::json!(["AAA", "BBB", "CCC"]));
+    // Independent: each symbol alone is the integer reference; fills add up.
+    let want_fills: u64 = series
+        .iter()
+        .map(|b| reference(b, 10, 30, 100, 100_000_000).0)
+        .sum();
+    assert_eq!(base["fills"].as_u64(), Some(want_fills));
+    for data in [&long_sorted, &long_grouped] {
+        assert_eq!(go(data), base, "{}", data.display());
+        let cache = dir.path().join("c.rtb");
+        let out = run(&[
+            "data",
+            "import",
+            data.to_str().unwrap(),
+            "-o",
+            cache.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(go(&cache), base, "cache of {}", data.display());
+    }
+
+    // A duplicate inside the long file is found with its line, however the file is read.
+    let bad = sorted.replacen(
+        &row("AAA", 5, &series[1][5]),
+        &row("AAA", 4, &series[1][5]),
+        1,
+    );
+    std::fs::write(&long_sorted, bad).unwrap();
+    let out = run(&[
+        "backtest",
+        "--data",
+        long_sorted.to_str().unwrap(),
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    // Header line 1, three rows per minute: AAA's row of minute 5 is line 2 + 5·3 + 1.
+    assert!(err.contains("sorted.csv:18: duplicate timestamp"), "{err}");
+}
+
+/// `backtest --config`: the file's strategy, sizing, cash, commission, fill model and stops
+/// are used, and CLI flags override them.
+#[test]
+fn config_file_is_honored_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = small_series(dir.path());
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "starting_cash = \"50000\"\n\
+         [strategy]\nname = \"sma_crossover\"\nfast = 1\nslow = 2\n\
+         [sizing]\nmode = \"fixed_qty\"\nqty = 10\n\
+         [risk]\nenabled = false\n\
+         [stops]\nstop_loss_pct = \"0.5\"\n\
+         [paper]\nfill = \"close\"\ncommission = { model = \"per_share\", rate = \"0.5\" }\n",
+    )
+    .unwrap();
+    let go = |extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            cfg.to_str().unwrap(),
+            "backtest",
+            "--data",
+            csv.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        json_of(&run(&args))
+    };
+    // From the file: buy 10 at 01-09's close 11 (fill = close), commission 10 × 0.5 = 5;
+    // marked at 12: 50 000 − 110 − 5 + 120.
+    let v = go(&[]);
+    assert_eq!(v["starting_cash"], "50000");
+    assert_eq!(v["fills"].as_u64(), Some(1));
+    assert_eq!(v["qty"].as_i64(), Some(10));
+    assert_eq!(dec(&v["commissions"]), Decimal::from(5));
+    assert_eq!(dec(&v["final_equity"]), Decimal::from(50_005));
+    // Flags win: next_open (11.50 on 01-10), 100 shares, ib-fixed ($1), $100 000.
+    let v = go(&[
+        "--fill",
+        "next_open",
+        "--param",
+        "qty=100",
+        "--commission",
+        "ib-fixed",
+        "--cash",
+        "100000",
+    ]);
+    assert_eq!(dec(&v["final_equity"]), Decimal::from(100_049));
+    // A bad config is an input error (exit 2) naming the key.
+    std::fs::write(&cfg, "[strategy]\nname = \"sma_crossover\"\nfats = 3\n").unwrap();
+    let out = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "backtest",
+        "--data",
+        csv.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("fats"), "{err}");
+}
+
+/// `--skip-bad-rows` counts each bad row once, whether the streaming reader or a long file's
+/// scan finds it, in `backtest` and in `data import`.
+#[test]
+fn skipped_rows_are_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("ONE.csv");
+    std::fs::write(
+        &one,
+        "date,open,high,low,close,volume\n2024-01-02,1,1,1,1,1\n2024-01-03,1,1,2,1,1\n\
+         2024-01-04,1,1,1,1,1\n2024-01-05,x,1,1,1,1\n2024-01-08,1,1,1,1,1\n",
+    )
+    .unwrap();
+    let long = dir.path().join("long.csv");
+    std::fs::write(
+        &long,
+        "date,symbol,open,high,low,close,volume\n2024-01-02,A,1,1,1,1,1\n2024-01-02,B,1,1,1,1,1\n\
+         2024-01-03,A,1,1,2,1,1\n2024-01-03,B,1,1,1,1,1\n2024-01-04,A,1,1,1,1,1\n",
+    )
+    .unwrap();
+    for (data, bars, skipped) in [(&one, 3, 2), (&long, 4, 1)] {
+        let v = json_of(&run(&[
+            "backtest",
+            "--data",
+            data.to_str().unwrap(),
+            "--skip-bad-rows",
+            "--json",
+        ]));
+        assert_eq!(v["bars"].as_u64(), Some(bars), "{}", data.display());
+        assert_eq!(
+            v["skipped_rows"].as_u64(),
+            Some(skipped),
+            "{}",
+            data.display()
+        );
+        let cache = dir.path().join("c.rtb");
+        let v = json_of(&run(&[
+            "data",
+            "import",
+            data.to_str().unwrap(),
+            "-o",
+            cache.to_str().unwrap(),
+            "--skip-bad-rows",
+        ]));
+        assert_eq!(v["bars"].as_u64(), Some(bars));
+        assert_eq!(
+            v["skipped_rows"].as_u64(),
+            Some(skipped),
+            "{}",
+            data.display()
+        );
+    }
+}

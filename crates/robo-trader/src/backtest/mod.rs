@@ -15,7 +15,11 @@
 //! - At the end nothing is closed: positions are marked at their last close and an order still
 //!   working never fills. `final_equity` = cash + positions at the last close.
 //!
-//! Input problems (bad CSV, unknown parameter, bad date…) print one line and exit with 2.
+//! - Settings layer like `run`'s: flags > the config file (`--config`, else
+//!   `./robo-trader.toml`) > the backtest defaults above; see docs/BACKTEST.md.
+//!
+//! Input problems (bad CSV, unknown parameter, bad date, bad config…) print one line and exit
+//! with 2.
 
 pub mod data;
 pub mod metrics;
@@ -33,14 +37,16 @@ use robo_core::calendar;
 use robo_core::commission::CommissionModel;
 use robo_core::paper::{FillPolicy, PaperConfig};
 use robo_core::risk::RiskLimits;
+use robo_core::sizing::SizingConfig;
 use robo_core::stops::StopConfig;
 use robo_core::strategy::StrategyConfig;
 use robo_core::types::Ts;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+use crate::config::Config;
 use crate::data::csv::ReadOptions;
-use data::{DataError, DataSource, StreamFilter};
+use data::{DataError, DataSource, Residency, StreamFilter};
 use run::{RunResult, RunSettings};
 
 /// When market orders fill.
@@ -70,9 +76,10 @@ pub struct SimArgs {
     /// Only these symbols (comma-separated or repeated).
     #[arg(long, value_delimiter = ',', value_name = "SYM")]
     pub symbols: Vec<String>,
-    /// sma_crossover, momentum, mean_reversion, breakout or combined.
-    #[arg(long, default_value = "sma_crossover")]
-    pub strategy: String,
+    /// sma_crossover, momentum, mean_reversion, breakout or combined (all four through the
+    /// combiner) [default: the config's strategy, else sma_crossover].
+    #[arg(long)]
+    pub strategy: Option<String>,
     /// A strategy parameter `name=value` (repeatable); `qty=N` sets the fixed order size.
     #[arg(long = "param", value_name = "K=V")]
     pub params: Vec<String>,
@@ -82,17 +89,18 @@ pub struct SimArgs {
     /// Last day (YYYY-MM-DD, inclusive) or instant (RFC 3339, exclusive).
     #[arg(long)]
     pub to: Option<String>,
-    /// Starting cash [default: 100000].
+    /// Starting cash [default: the config's starting_cash, else 100000].
     #[arg(long)]
     pub cash: Option<Decimal>,
-    #[arg(long, value_enum, default_value = "next_open")]
-    pub fill: FillArg,
-    /// Adverse slippage in basis points of the fill price.
-    #[arg(long, default_value = "0")]
-    pub slippage_bps: Decimal,
-    /// ib-fixed, per-share:RATE, bps:BPS or zero.
-    #[arg(long, default_value = "ib-fixed")]
-    pub commission: String,
+    /// When market orders fill [default: the config's paper.fill, else next_open].
+    #[arg(long, value_enum)]
+    pub fill: Option<FillArg>,
+    /// Adverse slippage in basis points of the fill price [default: the config's, else 0].
+    #[arg(long)]
+    pub slippage_bps: Option<Decimal>,
+    /// ib-fixed, per-share:RATE, bps:BPS or zero [default: the config's, else ib-fixed].
+    #[arg(long)]
+    pub commission: Option<String>,
     /// Turn the risk gate off.
     #[arg(long)]
     pub no_risk: bool,
@@ -117,6 +125,10 @@ pub struct SimArgs {
     /// Annual risk-free rate for Sharpe and Sortino (0.04 = 4%).
     #[arg(long, default_value = "0")]
     pub risk_free: f64,
+    /// Bars before this instant (RFC 3339) or day only warm the strategies up, as `run`'s
+    /// history sessions do: no orders, no fills, no curve.
+    #[arg(long, value_name = "WHEN")]
+    pub trade_from: Option<String>,
 }
 
 /// `robo-trader backtest --data PATH ...`
@@ -130,6 +142,9 @@ pub struct BacktestArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write every decision and fill as JSON lines to FILE (the fields `run` stores).
+    #[arg(long, value_name = "FILE")]
+    pub decisions_out: Option<PathBuf>,
 }
 
 /// `robo-trader optimize --data PATH ...`
@@ -177,6 +192,14 @@ pub enum DataCommand {
         #[arg(long)]
         skip_bad_rows: bool,
     },
+    /// Read and check every bar (CSV or cache) without running anything: the load-only rate.
+    Check {
+        /// CSV file, directory or cache file.
+        input: PathBuf,
+        /// Count and skip malformed rows instead of failing.
+        #[arg(long)]
+        skip_bad_rows: bool,
+    },
 }
 
 /// A problem with the command line or the input data: one line, exit code 2.
@@ -206,9 +229,12 @@ fn finish(r: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Applies `--param k=v` overrides to the strategy's defaults. Returns the strategy and the
-/// order size (`qty`, default 100).
-pub fn strategy_from(name: &str, params: &[String]) -> Result<(StrategyConfig, i64), InputError> {
+/// Applies `--param k=v` overrides to the named strategy's defaults. Returns the strategy and
+/// the order size if `qty` was given.
+pub fn strategy_from(
+    name: &str,
+    params: &[String],
+) -> Result<(StrategyConfig, Option<i64>), InputError> {
     let name = if name.is_empty() {
         "sma_crossover"
     } else {
@@ -220,8 +246,26 @@ pub fn strategy_from(name: &str, params: &[String]) -> Result<(StrategyConfig, i
             StrategyConfig::NAMES.join(", ")
         ))
     })?;
+    apply_params(base, params)
+}
+
+/// The strategy a run starts from: `--strategy` (its defaults), else the config's, else
+/// sma_crossover.
+pub fn base_strategy(sim: &SimArgs, cfg: Option<&Config>) -> Result<StrategyConfig, InputError> {
+    match (&sim.strategy, cfg) {
+        (Some(name), _) => Ok(strategy_from(name, &[])?.0),
+        (None, Some(c)) => Ok(c.strategy.clone()),
+        (None, None) => Ok(strategy_from("sma_crossover", &[])?.0),
+    }
+}
+
+/// Applies `--param k=v` overrides to `base`; `qty=N` is returned apart.
+pub fn apply_params(
+    base: StrategyConfig,
+    params: &[String],
+) -> Result<(StrategyConfig, Option<i64>), InputError> {
     let mut v = serde_json::to_value(&base).map_err(|e| usage(e.to_string()))?;
-    let mut qty = 100i64;
+    let mut qty = None;
     let Some(obj) = v.as_object_mut() else {
         return Err(usage("strategy parameters are not a table"));
     };
@@ -232,9 +276,9 @@ pub fn strategy_from(name: &str, params: &[String]) -> Result<(StrategyConfig, i
         let (k, val) = (k.trim(), val.trim());
         if k == "qty" {
             qty =
-                val.parse::<i64>().ok().filter(|q| *q > 0).ok_or_else(|| {
+                Some(val.parse::<i64>().ok().filter(|q| *q > 0).ok_or_else(|| {
                     usage(format!("--param qty={val}: must be a positive integer"))
-                })?;
+                })?);
             continue;
         }
         if k == "name" || !obj.contains_key(k) {
@@ -276,25 +320,73 @@ pub fn parse_when(flag: &str, text: &str, end: bool) -> Result<Ts, InputError> {
     )))
 }
 
-/// The loaded data and the settings for a run, from the shared options.
-pub fn prepare(sim: &SimArgs) -> Result<(DataSource, RunSettings, u64), InputError> {
-    let (strategy, qty) = strategy_from(&sim.strategy, &sim.params)?;
-    let commission =
-        CommissionModel::parse(&sim.commission).map_err(|e| usage(format!("--commission: {e}")))?;
-    let cash = sim.cash.unwrap_or(Decimal::from(100_000));
+/// The config file `run` would read (`--config`, else ./robo-trader.toml if present), or
+/// `None` when there is none: then a backtest uses its own defaults (fixed 100 shares, no
+/// stops, next-open fills, ib-fixed commission, $100,000).
+pub fn load_config(path: Option<&Path>) -> Result<Option<Config>, InputError> {
+    let exists = path.is_some() || Path::new(crate::config::DEFAULT_CONFIG_FILE).is_file();
+    if !exists {
+        return Ok(None);
+    }
+    crate::config::load(path, &crate::cli::RunArgs::default())
+        .map(Some)
+        .map_err(|e| usage(format!("config: {e}")))
+}
+
+/// The loaded data and the settings for a run, from the shared options layered over the
+/// config (CLI > config file > backtest defaults).
+pub fn prepare(
+    sim: &SimArgs,
+    cfg: Option<&Config>,
+    residency: Residency,
+) -> Result<(DataSource, RunSettings, u64), InputError> {
+    let (strategy, qty) = apply_params(base_strategy(sim, cfg)?, &sim.params)?;
+    let sizing = match (qty, cfg) {
+        (Some(q), _) => SizingConfig::FixedQty { qty: q },
+        (None, Some(c)) => c.sizing,
+        (None, None) => SizingConfig::FixedQty { qty: 100 },
+    };
+    let base_paper = cfg.map_or(
+        PaperConfig {
+            fill: FillPolicy::NextOpen,
+            slippage_bps: Decimal::ZERO,
+            commission: CommissionModel::IbFixed,
+            max_volume_pct: None,
+        },
+        |c| c.paper,
+    );
+    let commission = match &sim.commission {
+        Some(text) => {
+            CommissionModel::parse(text).map_err(|e| usage(format!("--commission: {e}")))?
+        }
+        None => base_paper.commission,
+    };
+    let cash = sim
+        .cash
+        .or(cfg.map(|c| c.starting_cash))
+        .unwrap_or(Decimal::from(100_000));
     if cash <= Decimal::ZERO {
         return Err(usage(format!("--cash {cash}: must be positive")));
     }
-    if sim.slippage_bps < Decimal::ZERO {
+    let slippage_bps = sim.slippage_bps.unwrap_or(base_paper.slippage_bps);
+    if slippage_bps < Decimal::ZERO {
         return Err(usage("--slippage-bps: must not be negative"));
     }
     if !sim.risk_free.is_finite() {
         return Err(usage("--risk-free: must be a number"));
     }
+    let base_stops = cfg.map_or(
+        StopConfig {
+            stop_loss_pct: None,
+            trailing_pct: None,
+            take_profit_pct: None,
+        },
+        |c| c.stops,
+    );
     let stops = StopConfig {
-        stop_loss_pct: sim.stop_loss,
-        trailing_pct: sim.trailing,
-        take_profit_pct: sim.take_profit,
+        stop_loss_pct: sim.stop_loss.or(base_stops.stop_loss_pct),
+        trailing_pct: sim.trailing.or(base_stops.trailing_pct),
+        take_profit_pct: sim.take_profit.or(base_stops.take_profit_pct),
     };
     stops.validate().map_err(|e| usage(format!("stops: {e}")))?;
     let from = sim
@@ -328,30 +420,41 @@ pub fn prepare(sim: &SimArgs) -> Result<(DataSource, RunSettings, u64), InputErr
         &sim.data,
         (!symbols.is_empty()).then_some(symbols.as_slice()),
         &opts,
+        residency,
     )?;
     if src.symbols().is_empty() {
         return Err(DataError::NoBars.into());
     }
+    let mut src = src;
+    if let Some(c) = cfg {
+        src.reorder(&c.symbols);
+    }
     let spacing = src.bar_spacing_secs()?.unwrap_or(86_400);
-    let mut risk = RiskLimits {
-        allow_short: sim.allow_short,
-        ..RiskLimits::default()
-    };
+    let mut risk = cfg.map_or_else(RiskLimits::default, |c| c.risk.clone());
+    if sim.allow_short {
+        risk.allow_short = true;
+    }
     if sim.no_risk {
         risk.enabled = false;
     }
+    let trade_from = sim
+        .trade_from
+        .as_deref()
+        .map(|t| parse_when("--trade-from", t, false))
+        .transpose()?;
     let settings = RunSettings {
         strategy,
-        qty,
+        sizing,
         cash,
         paper: PaperConfig {
             fill: match sim.fill {
-                FillArg::NextOpen => FillPolicy::NextOpen,
-                FillArg::Close => FillPolicy::Close,
+                Some(FillArg::NextOpen) => FillPolicy::NextOpen,
+                Some(FillArg::Close) => FillPolicy::Close,
+                None => base_paper.fill,
             },
-            slippage_bps: sim.slippage_bps,
+            slippage_bps,
             commission,
-            max_volume_pct: None,
+            max_volume_pct: base_paper.max_volume_pct,
         },
         risk,
         stops,
@@ -362,9 +465,11 @@ pub fn prepare(sim: &SimArgs) -> Result<(DataSource, RunSettings, u64), InputErr
         },
         risk_free: sim.risk_free,
         periods_per_year: metrics::periods_per_year(spacing),
-        bar_seconds: spacing,
-        trade_from: None,
+        // The strategy bar size the config declares (price-age checks), else the data's.
+        bar_seconds: cfg.map_or(spacing, |c| i64::from(c.bar_seconds)),
+        trade_from,
         detail: false,
+        decisions_out: None,
     };
     Ok((src, settings, report.skipped as u64))
 }
@@ -408,12 +513,19 @@ pub fn summary_json(r: &RunResult, s: &RunSettings, elapsed_s: f64, skipped: u64
             0.0
         }),
     );
-    put("skipped_rows", json!(skipped));
+    put("skipped_rows", json!(skipped + r.skipped_rows));
     put("off_calendar_bars", json!(r.off_calendar));
     put("first_bar", json!(run::when(r.first_ts)));
     put("last_bar", json!(run::when(r.last_ts)));
     put("strategy", json!(s.strategy));
-    put("qty", json!(s.qty));
+    put(
+        "qty",
+        match s.sizing {
+            SizingConfig::FixedQty { qty } => json!(qty),
+            _ => Value::Null,
+        },
+    );
+    put("sizing", json!(s.sizing));
     put("fill", json!(s.paper.fill));
     put("periods_per_year", json!(c.periods_per_year));
     put("total_return", json!(c.total_return));
@@ -488,14 +600,16 @@ fn print_text(v: &Value) {
     }
 }
 
-pub fn cmd_backtest(_config: Option<&Path>, args: &BacktestArgs) -> anyhow::Result<ExitCode> {
-    finish(backtest_main(args))
+pub fn cmd_backtest(config: Option<&Path>, args: &BacktestArgs) -> anyhow::Result<ExitCode> {
+    finish(backtest_main(config, args))
 }
 
-fn backtest_main(args: &BacktestArgs) -> anyhow::Result<ExitCode> {
+fn backtest_main(config: Option<&Path>, args: &BacktestArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
-    let (src, mut settings, skipped) = prepare(&args.sim)?;
+    let cfg = load_config(config)?;
+    let (src, mut settings, skipped) = prepare(&args.sim, cfg.as_ref(), Residency::Stream)?;
     settings.detail = args.report.is_some();
+    settings.decisions_out.clone_from(&args.decisions_out);
     let r = run::run(&src, &settings).map_err(InputError::from)?;
     if r.bars == 0 {
         return Err(InputError::Data(DataError::NoBars).into());
@@ -518,8 +632,8 @@ fn backtest_main(args: &BacktestArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn cmd_optimize(_config: Option<&Path>, args: &OptimizeArgs) -> anyhow::Result<ExitCode> {
-    finish(optimize::optimize_main(args))
+pub fn cmd_optimize(config: Option<&Path>, args: &OptimizeArgs) -> anyhow::Result<ExitCode> {
+    finish(optimize::optimize_main(config, args))
 }
 
 pub fn cmd_data(cmd: &DataCommand) -> anyhow::Result<ExitCode> {
@@ -538,6 +652,39 @@ pub fn cmd_data(cmd: &DataCommand) -> anyhow::Result<ExitCode> {
                     "skipped_rows": r.skipped, "bytes": r.bytes,
                     "elapsed_s": t0.elapsed().as_secs_f64(),
                     "output": output.display().to_string(),
+                })
+            );
+            Ok(ExitCode::SUCCESS)
+        })(),
+        DataCommand::Check {
+            input,
+            skip_bad_rows,
+        } => (|| {
+            let t0 = Instant::now();
+            let opts = ReadOptions {
+                skip_bad_rows: *skip_bad_rows,
+                ..ReadOptions::default()
+            };
+            let (src, report) = DataSource::open(input, None, &opts, Residency::Stream)
+                .map_err(InputError::from)?;
+            let mut feed = src
+                .feed(&StreamFilter::default())
+                .map_err(InputError::from)?;
+            let (mut bars, mut first, mut last) = (0u64, None, None);
+            while let Some(b) = feed.next_bar().map_err(InputError::from)? {
+                bars += 1;
+                first.get_or_insert(b.ts);
+                last = Some(b.ts);
+            }
+            let elapsed = t0.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                json!({
+                    "symbols": src.symbols(), "bars": bars,
+                    "skipped_rows": report.skipped as u64 + feed.skipped(),
+                    "first_bar": run::when(first), "last_bar": run::when(last),
+                    "elapsed_s": elapsed,
+                    "bars_per_s": if elapsed > 0.0 { bars as f64 / elapsed } else { 0.0 },
                 })
             );
             Ok(ExitCode::SUCCESS)

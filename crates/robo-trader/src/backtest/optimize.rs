@@ -15,7 +15,11 @@ use serde_json::{json, Value};
 
 use super::data::{DataError, DataSource, StreamFilter};
 use super::run::{run, RunResult, RunSettings};
-use super::{opt_f, prepare, strategy_from, usage, InputError, OptimizeArgs};
+use super::{
+    apply_params, base_strategy, load_config, opt_f, prepare, usage, InputError, OptimizeArgs,
+};
+use robo_core::strategy::StrategyConfig;
+use std::path::Path;
 
 /// What a grid point is ranked by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +107,7 @@ struct Candidate {
 fn candidates(
     args: &OptimizeArgs,
     base: &RunSettings,
+    start: &StrategyConfig,
 ) -> Result<(Vec<Candidate>, Vec<String>), InputError> {
     if args.grid.is_empty() {
         return Err(usage("optimize needs at least one --grid name=v1,v2,..."));
@@ -112,11 +117,13 @@ fn candidates(
     for point in grid_points(&args.grid)? {
         let mut all = args.sim.params.clone();
         all.extend(point.iter().cloned());
-        match strategy_from(&args.sim.strategy, &all) {
+        match apply_params(start.clone(), &all) {
             Ok((strategy, qty)) => {
                 let mut settings = base.clone();
                 settings.strategy = strategy;
-                settings.qty = qty;
+                if let Some(qty) = qty {
+                    settings.sizing = robo_core::sizing::SizingConfig::FixedQty { qty };
+                }
                 ok.push(Candidate {
                     params: point,
                     settings,
@@ -159,11 +166,13 @@ fn rank(m: Metric, a: &RunResult, b: &RunResult) -> std::cmp::Ordering {
     key(b).total_cmp(&key(a))
 }
 
-pub fn optimize_main(args: &OptimizeArgs) -> anyhow::Result<ExitCode> {
+pub fn optimize_main(config: Option<&Path>, args: &OptimizeArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     let metric = Metric::parse(&args.metric)?;
-    let (src, base, _skipped) = prepare(&args.sim)?;
-    let (cands, invalid) = candidates(args, &base)?;
+    let cfg = load_config(config)?;
+    let (src, base, _skipped) = prepare(&args.sim, cfg.as_ref(), super::data::Residency::Memory)?;
+    let start = base_strategy(&args.sim, cfg.as_ref())?;
+    let (cands, invalid) = candidates(args, &base, &start)?;
     let out = if args.walk_forward {
         walk_forward(args, metric, &src, &base, &cands)?
     } else {

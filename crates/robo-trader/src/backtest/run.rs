@@ -6,12 +6,15 @@
 //! went through the session: equity = cash + positions at their last close. Nothing is closed
 //! at the end; an order still working after the last bar never fills.
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::time::Instant;
 
 use robo_core::engine::{Engine, EngineConfig};
 use robo_core::events::{Command, Record};
 use robo_core::paper::{PaperBroker, PaperConfig};
 use robo_core::risk::RiskLimits;
+use robo_core::risk::Verdict;
 use robo_core::session::{PaperSession, SessionHooks};
 use robo_core::sizing::SizingConfig;
 use robo_core::stops::StopConfig;
@@ -35,7 +38,7 @@ pub const MAX_CHART_POINTS: usize = 2_000;
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub strategy: StrategyConfig,
-    pub qty: i64,
+    pub sizing: SizingConfig,
     pub cash: Decimal,
     pub paper: PaperConfig,
     pub risk: RiskLimits,
@@ -48,6 +51,8 @@ pub struct RunSettings {
     pub trade_from: Option<Ts>,
     /// Keep fills, trades and chart series for a report.
     pub detail: bool,
+    /// Write every decision and fill as a JSON line here (`--decisions-out`).
+    pub decisions_out: Option<std::path::PathBuf>,
 }
 
 /// One fill, for the report.
@@ -68,6 +73,8 @@ pub struct RunResult {
     pub bars: u64,
     /// Bars dropped by `--calendar nyse`.
     pub off_calendar: u64,
+    /// Malformed rows skipped while streaming (`--skip-bad-rows`).
+    pub skipped_rows: u64,
     pub fills: u64,
     pub final_equity: Decimal,
     pub cash: Decimal,
@@ -139,11 +146,93 @@ struct Hooks<'a> {
     detail: bool,
     closed: Vec<ClosedTrade>,
     fill_rows: Vec<FillRow>,
+    log: Option<DecisionLog>,
+}
+
+/// `--decisions-out`: decisions and fills as JSON lines, with the texts `run`'s database
+/// stores (RFC 3339 millisecond times, normalised decimals), so the two can be compared.
+struct DecisionLog {
+    w: BufWriter<File>,
+    path: String,
+    failed: Option<std::io::Error>,
+}
+
+fn ts_millis(t: Ts) -> String {
+    t.to_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn dec_text(d: Decimal) -> String {
+    let n = d.normalize();
+    if n.is_zero() {
+        "0".into()
+    } else {
+        n.to_string()
+    }
+}
+
+impl DecisionLog {
+    fn write(&mut self, names: &[String], rec: &Record) {
+        if self.failed.is_some() {
+            return;
+        }
+        let name = |i: usize| names.get(i).map_or("?", String::as_str);
+        let v = match rec {
+            Record::Decision(d) => {
+                let (verdict, check) = match &d.verdict {
+                    None => (None, None),
+                    Some(Verdict::Approved) => (Some("approved"), None),
+                    Some(Verdict::Refused { check, .. }) => (Some("refused"), Some(check.as_str())),
+                };
+                serde_json::json!({
+                    "kind": "decision",
+                    "ts": ts_millis(d.ts),
+                    "symbol": name(d.symbol.index()),
+                    "close": dec_text(d.close),
+                    "signal": d.signal.direction.as_str(),
+                    "reason": d.signal.reason.to_string(),
+                    "action": serde_json::to_value(d.action).unwrap_or_default(),
+                    "verdict": verdict,
+                    "refused_check": check,
+                })
+            }
+            Record::Fill(f) => serde_json::json!({
+                "kind": "fill",
+                "ts": ts_millis(f.ts),
+                "symbol": name(f.symbol.index()),
+                "side": f.side.as_str(),
+                "quantity": f.qty,
+                "price": dec_text(f.price),
+                "commission": dec_text(f.commission),
+            }),
+            _ => return,
+        };
+        if let Err(e) = writeln!(self.w, "{v}") {
+            self.failed = Some(e);
+        }
+    }
+
+    fn finish(mut self) -> Result<(), DataError> {
+        let r = match self.failed.take() {
+            Some(e) => Err(e),
+            None => self.w.flush(),
+        };
+        r.map_err(|source| DataError::Io {
+            path: self.path,
+            source,
+        })
+    }
 }
 
 impl SessionHooks for Hooks<'_> {
     fn command(&mut self, cmd: &Command) {
-        let Command::Persist(Record::Fill(f)) = cmd else {
+        let Command::Persist(rec) = cmd else {
+            return;
+        };
+        if let Some(log) = &mut self.log {
+            log.write(self.names, rec);
+        }
+        let Record::Fill(f) = rec else {
             return;
         };
         self.fills += 1;
@@ -171,9 +260,28 @@ impl SessionHooks for Hooks<'_> {
     }
 }
 
+/// `d` as the nearest `f64`. The metrics need one per bar and timestamp, and the general
+/// conversion is slow (128-bit arithmetic); a mantissa under 2^53 converts exactly to `f64`, so
+/// one correctly rounded division by a power of ten gives the nearest value directly.
+#[inline]
 fn f64_of(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(0.0)
+    let m = d.mantissa();
+    match POW10_F64.get(d.scale() as usize) {
+        Some(p) if m.unsigned_abs() < 1u128 << 53 => m as i64 as f64 / p,
+        _ => d.to_f64().unwrap_or(0.0),
+    }
 }
+
+/// 10^0 ..= 10^22, each exact in an `f64`.
+const POW10_F64: [f64; 23] = {
+    let mut t = [1.0f64; 23];
+    let mut i = 1;
+    while i < 23 {
+        t[i] = t[i - 1] * 10.0;
+        i += 1;
+    }
+    t
+};
 
 /// Runs one backtest over `src`.
 pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
@@ -183,11 +291,11 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
     let ecfg = EngineConfig {
         strategy: s.strategy.clone(),
         risk: s.risk.clone(),
-        sizing: SizingConfig::FixedQty { qty: s.qty },
+        sizing: s.sizing,
         stops: s.stops,
         starting_cash: s.cash,
         bar_seconds: s.bar_seconds.max(1),
-        decisions: false,
+        decisions: s.decisions_out.is_some(),
         equity_every_secs: 0,
         // No session-close expiry in a backtest: an order works until its next bar.
         tif: Tif::Gtc,
@@ -204,6 +312,17 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
         detail: s.detail,
         closed: Vec::new(),
         fill_rows: Vec::new(),
+        log: match &s.decisions_out {
+            Some(p) => Some(DecisionLog {
+                w: BufWriter::new(File::create(p).map_err(|source| DataError::Io {
+                    path: p.display().to_string(),
+                    source,
+                })?),
+                path: p.display().to_string(),
+                failed: None,
+            }),
+            None => None,
+        },
     };
     let cash0 = f64_of(s.cash);
     let mut curve = CurveStats::new(cash0, s.periods_per_year, s.risk_free);
@@ -219,7 +338,7 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
         Vec::new()
     };
 
-    let mut stream = src.stream(&s.filter)?;
+    let mut stream = src.feed(&s.filter)?;
     let mut bars = 0u64;
     let mut cur: Option<Ts> = None;
     let mut first_ts = None;
@@ -300,6 +419,9 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
         }
     }
 
+    if let Some(log) = hooks.log.take() {
+        log.finish()?;
+    }
     let led = session.engine.ledger();
     let final_equity = led.equity();
     let curve_sum = curve.finish();
@@ -320,7 +442,8 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
         .collect();
     Ok(RunResult {
         bars,
-        off_calendar: stream.filtered,
+        off_calendar: stream.filtered(),
+        skipped_rows: stream.skipped(),
         fills: hooks.fills,
         final_equity,
         cash: led.cash(),

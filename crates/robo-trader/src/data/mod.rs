@@ -1,2 +1,3 @@
 //! Market data files: CSV reading.
 pub mod csv;
+pub mod record;
