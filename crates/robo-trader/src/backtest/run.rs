@@ -225,6 +225,12 @@ impl DecisionLog {
 }
 
 impl SessionHooks for Hooks<'_> {
+    fn decision(&mut self, d: &robo_core::decision::Decision) {
+        if let Some(log) = &mut self.log {
+            log.write(self.names, &Record::Decision(Box::new(*d)));
+        }
+    }
+
     fn command(&mut self, cmd: &Command) {
         let Command::Persist(rec) = cmd else {
             return;
