@@ -4,31 +4,16 @@
 //! commission, fill model and slippage, the order of symbols within a timestamp) comes from
 //! the one config file or from the recording, not from special cases.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod harness;
 
+use std::process::Output;
+
+use harness::robo;
 use rusqlite::Connection;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_robo-trader");
 const DAY_OPEN: &str = "2025-03-04T14:30:00Z";
 const DAY_CLOSE: &str = "2025-03-04T21:00:00Z";
-
-/// A command with no inherited ROBO_/IB_/DASH_ settings, run in `dir`.
-fn robo(dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if k.starts_with("ROBO_") || k.starts_with("IB_") || k.starts_with("DASH_") {
-            c.env_remove(k.as_ref());
-        }
-    }
-    for k in ["WS_PORT", "LOG_FILE", "RUST_LOG", "ROBO_FAILPOINT"] {
-        c.env_remove(k);
-    }
-    c
-}
 
 fn ok(out: Output, what: &str) -> Output {
     assert!(

@@ -4,20 +4,17 @@
 //! and then marked untradeable, and after a reconnect the missed minutes come from history so
 //! that the engine sees every bar exactly once.
 
+mod harness;
+
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_ibgw::world::{SymbolSpec, WorldConfig};
 use fake_ibgw::{FakeGateway, GatewayConfig, Handle, Request, RequestKind};
-use rusqlite::{Connection, OpenFlags};
+use harness::{count, open_db, ready_count, robo, runtime, Proc};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_robo-trader");
-const POLL: Duration = Duration::from_millis(50);
 
 /// Trades often, never pauses for the restart window (the fake never restarts).
 const BASE_CONFIG: &str = r#"
@@ -36,63 +33,8 @@ max_position_pct = 0.5
 restart_window = false
 "#;
 
-struct Proc {
-    child: Option<Child>,
-    log: PathBuf,
-    db: PathBuf,
-    dir: PathBuf,
-}
-
+/// What these tests read from a run.
 impl Proc {
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    fn wait_for(&mut self, what: &str, timeout: Duration, mut ok: impl FnMut(&Self) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !ok(self) {
-            if let Some(st) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "robo-trader exited ({st}) while waiting for {what}; log:\n{}",
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; log:\n{}",
-                self.log_tail()
-            );
-            sleep(POLL);
-        }
-    }
-
-    /// SIGTERM, then exit 0 within 5 s.
-    fn stop(&mut self) {
-        let pid = libc::pid_t::try_from(self.child.as_ref().unwrap().id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid; no memory is shared.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                break st;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "no exit within 5 s of SIGTERM; log:\n{}",
-                self.log_tail()
-            );
-            sleep(Duration::from_millis(10));
-        };
-        assert_eq!(status.code(), Some(0), "log:\n{}", self.log_tail());
-    }
-
     /// `robo-trader status --json` on this run's database; `None` until it is created.
     fn try_status(&self) -> Option<Value> {
         let out = robo(&self.dir)
@@ -138,39 +80,6 @@ impl Proc {
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn open_db(path: &Path) -> Option<Connection> {
-    let c = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .ok()?;
-    c.busy_timeout(Duration::from_secs(5)).ok()?;
-    c.pragma_update(None, "query_only", true).ok()?;
-    Some(c)
-}
-
-fn count(db: &Path, sql: &str) -> i64 {
-    open_db(db)
-        .and_then(|c| c.query_row(sql, [], |r| r.get(0)).ok())
-        .unwrap_or(0)
-}
-
-fn ready_count(db: &Path) -> i64 {
-    count(
-        db,
-        "SELECT COUNT(*) FROM connection_events WHERE state = 'ready'",
-    )
-}
-
 async fn gateway(symbols: &[&str]) -> Handle {
     let all = [
         SymbolSpec::new("AAPL", 265_598, 19_000, 2),
@@ -192,29 +101,6 @@ async fn gateway(symbols: &[&str]) -> Handle {
     FakeGateway::start(config).await.expect("gateway starts")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn robo(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().to_string();
-        if k.starts_with("ROBO_") || k.starts_with("IB_") || k.starts_with("DASH_") {
-            cmd.env_remove(&k);
-        }
-    }
-    for k in ["WS_PORT", "LOG_FILE", "RUST_LOG", "ROBO_FAILPOINT"] {
-        cmd.env_remove(k);
-    }
-    cmd
-}
-
 /// `robo-trader run --broker ibkr --ib-orders <orders>` on `symbols`, with `extra_ib` appended
 /// to the `[ib]` table and `env` set.
 fn start(
@@ -226,33 +112,19 @@ fn start(
     env: &[(&str, &str)],
     args: &[&str],
 ) -> Proc {
-    let db = dir.join("robo.db");
-    let cfg = dir.join("robo-trader.toml");
-    std::fs::write(&cfg, format!("{BASE_CONFIG}{extra_ib}\n")).unwrap();
-    let log = dir.join("run.log");
-    let mut cmd = robo(dir);
-    cmd.arg("--config")
-        .arg(&cfg)
-        .arg("run")
-        .args(["--broker", "ibkr", "--ib-orders", orders])
-        .args(["--ib-port", &gw.port().to_string()])
-        .arg("--db")
-        .arg(&db)
-        .args(["--dash-port", "0", "--ws-port", "0"])
-        .args(["--symbols", symbols])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Proc {
-        child: Some(cmd.spawn().expect("spawn robo-trader")),
-        log,
-        db,
-        dir: dir.to_path_buf(),
-    }
+    let port = gw.port().to_string();
+    let mut all = vec![
+        "--broker",
+        "ibkr",
+        "--ib-orders",
+        orders,
+        "--ib-port",
+        &port,
+        "--symbols",
+        symbols,
+    ];
+    all.extend_from_slice(args);
+    Proc::run(dir, &format!("{BASE_CONFIG}{extra_ib}\n"), &all, env)
 }
 
 fn contract_symbol(r: &Request) -> Option<String> {

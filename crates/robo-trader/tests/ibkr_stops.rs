@@ -3,21 +3,18 @@
 //! level fills it at IB and the ledger books it once with no local exit; a signal exit cancels
 //! the stop first and sells once.
 
-use std::fs::File;
+mod harness;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_ibgw::proto::PlaceOrderRequest;
 use fake_ibgw::world::{OrderState as GwState, SymbolSpec, WorldConfig};
 use fake_ibgw::{FakeGateway, GatewayConfig, Handle, Request, RequestKind};
-use rusqlite::{Connection, OpenFlags};
+use harness::{count, open_db, ready_count, runtime, Proc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use rust_decimal_macros::dec;
-
-const BIN: &str = env!("CARGO_BIN_EXE_robo-trader");
-const POLL: Duration = Duration::from_millis(50);
 
 /// SMA 2/4 on a flat price: a dip then a rise is one clean buy, a later fall one sell. The
 /// engine's stops: 2 % fixed (tighter than the 5 % trailing at entry).
@@ -39,87 +36,6 @@ trailing_pct = 0.05
 [ib]
 restart_window = false
 "#;
-
-struct Proc {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-}
-
-impl Proc {
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    fn wait_for(&mut self, what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !ok() {
-            if let Some(st) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "robo-trader exited ({st}) while waiting for {what}; log:\n{}",
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; log:\n{}",
-                self.log_tail()
-            );
-            sleep(POLL);
-        }
-    }
-
-    /// SIGTERM, then exit 0 within 5 s.
-    fn stop(&mut self) {
-        let pid = libc::pid_t::try_from(self.child.as_ref().unwrap().id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid; no memory is shared.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                break st;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "no exit within 5 s of SIGTERM"
-            );
-            sleep(Duration::from_millis(10));
-        };
-        assert_eq!(status.code(), Some(0), "log:\n{}", self.log_tail());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn open_db(path: &Path) -> Option<Connection> {
-    let c = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .ok()?;
-    c.busy_timeout(Duration::from_secs(5)).ok()?;
-    c.pragma_update(None, "query_only", true).ok()?;
-    Some(c)
-}
-
-fn count(db: &Path, sql: &str) -> i64 {
-    open_db(db)
-        .and_then(|c| c.query_row(sql, [], |r| r.get(0)).ok())
-        .unwrap_or(0)
-}
 
 /// (side, quantity, price) of every fill in the ledger, in order.
 fn db_fills(db: &Path) -> Vec<(String, i64, Decimal)> {
@@ -149,47 +65,24 @@ async fn gateway() -> Handle {
     FakeGateway::start(config).await.expect("gateway starts")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn start(dir: &Path, gw: &Handle) -> Proc {
-    let cfg = dir.join("robo-trader.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
-    let log = dir.join("run.log");
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().to_string();
-        if k.starts_with("ROBO_") || k.starts_with("IB_") || k.starts_with("DASH_") {
-            cmd.env_remove(&k);
-        }
-    }
-    for k in ["WS_PORT", "LOG_FILE", "RUST_LOG"] {
-        cmd.env_remove(k);
-    }
-    let child = cmd
-        .arg("--config")
-        .arg(&cfg)
-        .arg("run")
-        .args(["--broker", "ibkr", "--ib-orders", "paper", "--broker-stops"])
-        .args(["--ib-port", &gw.port().to_string()])
-        .arg("--db")
-        .arg(dir.join("robo.db"))
-        .args(["--dash-port", "0", "--ws-port", "0", "--symbols", "AAPL"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn robo-trader");
-    Proc {
-        child: Some(child),
-        log,
-    }
+    let port = gw.port().to_string();
+    Proc::run(
+        dir,
+        CONFIG,
+        &[
+            "--broker",
+            "ibkr",
+            "--ib-orders",
+            "paper",
+            "--broker-stops",
+            "--ib-port",
+            &port,
+            "--symbols",
+            "AAPL",
+        ],
+        &[],
+    )
 }
 
 fn placed(gw: &Handle) -> Vec<PlaceOrderRequest> {
@@ -234,19 +127,10 @@ fn orders_dump(db: &Path) -> String {
     rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
 }
 
-fn ready_count(db: &Path) -> i64 {
-    count(
-        db,
-        "SELECT COUNT(*) FROM connection_events WHERE state = 'ready'",
-    )
-}
-
-/// Ready, a dip (the fast SMA goes below the slow one), then a rise: one entry, filled.
-/// Returns the entry fill's quantity and price.
 fn enter(p: &mut Proc, gw: &Handle, db: &Path) -> (i64, Decimal) {
-    p.wait_for("Ready", Duration::from_secs(15), || ready_count(db) >= 1);
+    p.wait_for("Ready", Duration::from_secs(15), |_| ready_count(db) >= 1);
     let log = p.log.clone();
-    p.wait_for("history loaded", Duration::from_secs(15), || {
+    p.wait_for("history loaded", Duration::from_secs(15), |_| {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("history loaded")
@@ -255,7 +139,7 @@ fn enter(p: &mut Proc, gw: &Handle, db: &Path) -> (i64, Decimal) {
     assert!(gw.set_price("AAPL", 9_990));
     sleep(Duration::from_millis(4000));
     assert!(gw.set_price("AAPL", 10_100));
-    p.wait_for("the entry fill", Duration::from_secs(15), || {
+    p.wait_for("the entry fill", Duration::from_secs(15), |_| {
         count(db, "SELECT COUNT(*) FROM fills") >= 1
     });
     let fills = db_fills(db);
@@ -291,7 +175,7 @@ fn the_stop_survives_a_reconnect_and_fills_at_the_broker_once() {
     let (qty, entry) = enter(&mut p, &gw, &db);
     assert_eq!(entry, dec!(101.00));
 
-    p.wait_for("the broker stop", Duration::from_secs(10), || {
+    p.wait_for("the broker stop", Duration::from_secs(10), |_| {
         !of_type(&gw, "STP", "SELL").is_empty()
     });
     let stop = the_stop(&p, &gw);
@@ -308,7 +192,7 @@ fn the_stop_survives_a_reconnect_and_fills_at_the_broker_once() {
     let order_ref = o.order_ref.clone().unwrap();
     assert!(order_ref.ends_with(":STOP:AAPL"), "{order_ref}");
     // Persisted (before it was sent) as a GTC stop_loss STP; IB's id follows asynchronously.
-    p.wait_for("the stop's row", Duration::from_secs(5), || {
+    p.wait_for("the stop's row", Duration::from_secs(5), |_| {
         count(
             &db,
             "SELECT COUNT(*) FROM orders WHERE purpose = 'stop_loss' AND order_type = 'STP'
@@ -319,7 +203,7 @@ fn the_stop_survives_a_reconnect_and_fills_at_the_broker_once() {
     // A drop: the reconnect finds the stop at IB and places no second one.
     let before = ready_count(&db);
     gw.drop_now();
-    p.wait_for("the reconnection", Duration::from_secs(15), || {
+    p.wait_for("the reconnection", Duration::from_secs(15), |_| {
         gw.connection_count() > 1 && ready_count(&db) > before
     });
     sleep(Duration::from_millis(2500)); // two bars: each bar checks the cover too
@@ -327,7 +211,7 @@ fn the_stop_survives_a_reconnect_and_fills_at_the_broker_once() {
 
     // Through the level: IB fills the stop; the ledger books it once, no local exit is sent.
     assert!(gw.set_price("AAPL", 9_800));
-    p.wait_for("the stop's fill", Duration::from_secs(10), || {
+    p.wait_for("the stop's fill", Duration::from_secs(10), |_| {
         count(&db, "SELECT COUNT(*) FROM fills") >= 2
     });
     sleep(Duration::from_millis(2500));
@@ -368,7 +252,7 @@ fn a_signal_exit_cancels_the_stop_first_and_sells_once() {
     let db = dir.path().join("robo.db");
     let mut p = start(dir.path(), &gw);
     let (qty, entry) = enter(&mut p, &gw, &db);
-    p.wait_for("the broker stop", Duration::from_secs(10), || {
+    p.wait_for("the broker stop", Duration::from_secs(10), |_| {
         !of_type(&gw, "STP", "SELL").is_empty()
     });
     let stop_id = the_stop(&p, &gw).order_id.unwrap();
@@ -376,7 +260,7 @@ fn a_signal_exit_cancels_the_stop_first_and_sells_once() {
     // A fall that crosses the SMAs but stays above the stop's level: a signal exit.
     sleep(Duration::from_millis(3000));
     assert!(gw.set_price("AAPL", 10_050));
-    p.wait_for("the exit fill", Duration::from_secs(15), || {
+    p.wait_for("the exit fill", Duration::from_secs(15), |_| {
         count(&db, "SELECT COUNT(*) FROM fills") >= 2
     });
     sleep(Duration::from_millis(1500));
@@ -426,7 +310,7 @@ fn a_crash_leaves_the_stop_at_ib_and_the_restart_adopts_it() {
     let db = dir.path().join("robo.db");
     let mut p = start(dir.path(), &gw);
     let (qty, _) = enter(&mut p, &gw, &db);
-    p.wait_for("the broker stop", Duration::from_secs(10), || {
+    p.wait_for("the broker stop", Duration::from_secs(10), |_| {
         count(
             &db,
             "SELECT COUNT(*) FROM orders WHERE order_type = 'STP' AND broker_id IS NOT NULL",
@@ -442,14 +326,14 @@ fn a_crash_leaves_the_stop_at_ib_and_the_restart_adopts_it() {
 
     let before = ready_count(&db);
     let mut p = start(dir.path(), &gw);
-    p.wait_for("Ready after the restart", Duration::from_secs(15), || {
+    p.wait_for("Ready after the restart", Duration::from_secs(15), |_| {
         ready_count(&db) > before
     });
     sleep(Duration::from_millis(3000)); // bars, each of which checks the cover
     the_stop(&p, &gw);
     // The adopted stop still protects: through the level it fills once, booked once.
     assert!(gw.set_price("AAPL", 9_800));
-    p.wait_for("the stop's fill", Duration::from_secs(10), || {
+    p.wait_for("the stop's fill", Duration::from_secs(10), |_| {
         count(&db, "SELECT COUNT(*) FROM fills") >= 2
     });
     sleep(Duration::from_millis(1500));

@@ -2,23 +2,21 @@
 //! trades, survives two forced drops (reconciling after each), stops cleanly on SIGTERM, and
 //! its ledger ends equal to the gateway's executions, with every order sent exactly once.
 
+mod harness;
+
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_ibgw::world::{ExecRecord, Side as GwSide, SymbolSpec, WorldConfig};
 use fake_ibgw::{FakeGateway, GatewayConfig, Handle, Request, RequestKind};
-use rusqlite::{Connection, OpenFlags};
+use harness::{count, open_db, ready_count, robo, runtime, try_count, Proc};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
-const BIN: &str = env!("CARGO_BIN_EXE_robo-trader");
 const SYMBOLS: [&str; 3] = ["AAPL", "MSFT", "SPY"];
 const STARTING_CASH: Decimal = dec!(100000);
-const POLL: Duration = Duration::from_millis(50);
 
 /// The sma_crossover on 2/4 minute bars trades every few bars; no cooldown, loose loss limits,
 /// no restart-window pause (the fake never restarts).
@@ -36,66 +34,6 @@ max_drawdown_pct = 0.9
 [ib]
 restart_window = false
 "#;
-
-struct Proc {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-}
-
-impl Proc {
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(25)..].join("\n")
-    }
-
-    fn wait_for(&mut self, what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !ok() {
-            if let Some(st) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "robo-trader exited ({st}) while waiting for {what}; log:\n{}",
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; log:\n{}",
-                self.log_tail()
-            );
-            sleep(POLL);
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn open_db(path: &Path) -> Option<Connection> {
-    let c = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .ok()?;
-    c.busy_timeout(Duration::from_secs(5)).ok()?;
-    c.pragma_update(None, "query_only", true).ok()?;
-    Some(c)
-}
-
-/// A count, or `None` while the database or its tables do not exist yet.
-fn count(db: &Path, sql: &str) -> Option<i64> {
-    open_db(db)?.query_row(sql, [], |r| r.get(0)).ok()
-}
 
 /// One execution as both sides can state it: (exec id, order ref, symbol, signed qty, price,
 /// commission).
@@ -150,16 +88,8 @@ fn normalized(mut v: Vec<Exec>) -> Vec<Exec> {
     v
 }
 
-fn ready_count(db: &Path) -> i64 {
-    count(
-        db,
-        "SELECT COUNT(*) FROM connection_events WHERE state = 'ready'",
-    )
-    .unwrap_or(0)
-}
-
 fn filled_count(db: &Path) -> i64 {
-    count(db, "SELECT COUNT(*) FROM orders WHERE state = 'filled'").unwrap_or(0)
+    count(db, "SELECT COUNT(*) FROM orders WHERE state = 'filled'")
 }
 
 async fn gateway() -> Handle {
@@ -179,77 +109,25 @@ async fn gateway() -> Handle {
     FakeGateway::start(config).await.expect("gateway starts")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn robo(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().to_string();
-        if k.starts_with("ROBO_") || k.starts_with("IB_") || k.starts_with("DASH_") {
-            cmd.env_remove(&k);
-        }
-    }
-    for k in ["WS_PORT", "LOG_FILE", "RUST_LOG", "ROBO_FAILPOINT"] {
-        cmd.env_remove(k);
-    }
-    cmd
-}
-
 /// Starts `robo-trader run --broker ibkr --ib-orders <orders>` against `gw`.
 fn start(dir: &Path, gw: &Handle, orders: &str) -> Proc {
-    let db = dir.join("robo.db");
-    let cfg = dir.join("robo-trader.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
-    let log = dir.join("run.log");
-    let child = robo(dir)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("run")
-        .args(["--broker", "ibkr", "--ib-orders", orders])
-        .args(["--ib-port", &gw.port().to_string()])
-        .arg("--db")
-        .arg(&db)
-        .args(["--dash-port", "0", "--ws-port", "0"])
-        .args(["--symbols", &SYMBOLS.join(",")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn robo-trader");
-    Proc {
-        child: Some(child),
-        log,
-    }
-}
-
-impl Proc {
-    /// SIGTERM, then exit 0 within 5 s.
-    fn stop(&mut self) {
-        let pid = libc::pid_t::try_from(self.child.as_ref().unwrap().id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid; no memory is shared.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                break st;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "no exit within 5 s of SIGTERM; log:\n{}",
-                self.log_tail()
-            );
-            sleep(Duration::from_millis(10));
-        };
-        assert_eq!(status.code(), Some(0), "log:\n{}", self.log_tail());
-    }
+    let port = gw.port().to_string();
+    let symbols = SYMBOLS.join(",");
+    Proc::run(
+        dir,
+        CONFIG,
+        &[
+            "--broker",
+            "ibkr",
+            "--ib-orders",
+            orders,
+            "--ib-port",
+            &port,
+            "--symbols",
+            &symbols,
+        ],
+        &[],
+    )
 }
 
 fn place_requests(gw: &Handle) -> usize {
@@ -264,17 +142,17 @@ fn trades_through_two_drops_and_matches_the_gateway() {
     let db = dir.path().join("robo.db");
     let mut p = start(dir.path(), &gw, "paper");
 
-    p.wait_for("the first Ready", Duration::from_secs(15), || {
+    p.wait_for("the first Ready", Duration::from_secs(15), |_| {
         ready_count(&db) >= 1
     });
-    p.wait_for("10 filled orders", Duration::from_secs(30), || {
+    p.wait_for("10 filled orders", Duration::from_secs(30), |_| {
         filled_count(&db) >= 10
     });
 
     // Drop 1: a plain drop between orders.
     let before = ready_count(&db);
     gw.drop_now();
-    p.wait_for("reconnection 1", Duration::from_secs(15), || {
+    p.wait_for("reconnection 1", Duration::from_secs(15), |_| {
         gw.connection_count() > 1 && ready_count(&db) > before
     });
     // Drop 2: with fills in flight. The gateway executes the next order at once but holds its
@@ -282,16 +160,16 @@ fn trades_through_two_drops_and_matches_the_gateway() {
     let before = ready_count(&db);
     let sent = place_requests(&gw);
     gw.delay(RequestKind::PlaceOrder, Duration::from_secs(3));
-    p.wait_for("an order to hold", Duration::from_secs(20), || {
+    p.wait_for("an order to hold", Duration::from_secs(20), |_| {
         place_requests(&gw) > sent
     });
     gw.drop_now();
     gw.clear_delay(RequestKind::PlaceOrder);
-    p.wait_for("reconnection 2", Duration::from_secs(15), || {
+    p.wait_for("reconnection 2", Duration::from_secs(15), |_| {
         gw.connection_count() > 2 && ready_count(&db) > before
     });
     let after_drops = filled_count(&db);
-    p.wait_for("trading after the drops", Duration::from_secs(20), || {
+    p.wait_for("trading after the drops", Duration::from_secs(20), |_| {
         filled_count(&db) >= after_drops + 3
     });
     p.stop();
@@ -350,7 +228,7 @@ fn trades_through_two_drops_and_matches_the_gateway() {
         refs.len(),
         "an orderRef was sent twice: {refs:?}"
     );
-    let sent_in_db = count(
+    let sent_in_db = try_count(
         &db,
         "SELECT COUNT(*) FROM orders WHERE broker_id IS NOT NULL",
     )
@@ -359,7 +237,7 @@ fn trades_through_two_drops_and_matches_the_gateway() {
 
     // Both drops are in the connection history, each followed by a new Ready.
     assert_eq!(ready_count(&db), 3);
-    let shut = count(
+    let shut = try_count(
         &db,
         "SELECT COUNT(*) FROM connection_events WHERE reason LIKE '%shut down%'",
     )
@@ -375,7 +253,7 @@ fn local_orders_fill_in_process_and_never_reach_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("robo.db");
     let mut p = start(dir.path(), &gw, "local");
-    p.wait_for("3 filled orders", Duration::from_secs(40), || {
+    p.wait_for("3 filled orders", Duration::from_secs(40), |_| {
         filled_count(&db) >= 3
     });
     // The kill switch applies as in the sim: halted within a second, no new entries after.
@@ -400,7 +278,7 @@ fn local_orders_fill_in_process_and_never_reach_the_gateway() {
     assert!(gw.with_world(|w| w.executions().is_empty()));
     // Data only: no reconciliation step, straight to Ready.
     assert_eq!(
-        count(
+        try_count(
             &db,
             "SELECT COUNT(*) FROM connection_events WHERE state = 'syncing'"
         ),

@@ -4,21 +4,23 @@
 //! `./robo-trader.toml` leaks in) and checks the database with SQL and exact decimal
 //! arithmetic computed here, independently of the store's own code.
 
+mod harness;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ExitStatus, Output, Stdio};
 use std::str::FromStr;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
 
+use harness::robo;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_robo-trader");
 const SYMBOLS: &str = "AAPL,MSFT,SPY,QQQ,NVDA";
 const STARTING_CASH: Decimal = dec!(100000);
 const POLL: Duration = Duration::from_millis(50);
@@ -28,22 +30,6 @@ const OPEN_STATES: [&str; 3] = ["new", "submitted", "partially_filled"];
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-/// A command for the binary with a clean environment and `dir` as its working directory.
-fn robo(dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if k.starts_with("ROBO_") || k.starts_with("IB_") || k.starts_with("DASH_") {
-            c.env_remove(k.as_ref());
-        }
-    }
-    for k in ["WS_PORT", "LOG_FILE", "RUST_LOG", "ROBO_FAILPOINT"] {
-        c.env_remove(k);
-    }
-    c
-}
 
 /// One test's directory and database.
 struct Sandbox {
