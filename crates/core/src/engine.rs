@@ -15,7 +15,7 @@ use crate::events::{
     Command, Event, OperatorCommand, OrderUpdate, Record, RiskEvent, StateCause, StateChange,
     Update,
 };
-use crate::indicators::exact_sma::{fx, to_fixed};
+use crate::indicators::exact_sma::to_fixed;
 use crate::ledger::Ledger;
 use crate::orders::{FillOutcome, ManagedOrder, OrderManager, UpdateOutcome};
 use crate::risk::{OrderCheck, RiskContext, RiskGate, RiskLimits, Verdict};
@@ -315,7 +315,7 @@ impl Engine {
     fn set_mark(&mut self, sym: SymbolId, price: Price) {
         self.ledger.mark(sym, price);
         if let Some(m) = self.mark_fixed.get_mut(sym.index()) {
-            *m = fx(price).map_or_else(|| to_fixed(price), i128::from);
+            *m = to_fixed(price);
         }
     }
 

@@ -21,9 +21,14 @@ const POW10: [i128; 9] = [
     100_000_000,
 ];
 
-/// A decimal price as an integer number of 10^-8 dollars.
+/// A decimal price as an integer number of 10^-8 dollars. Prices that fit [`fx`] (all real
+/// ones) take its `i64` arithmetic; the rest the `i128` one.
 #[inline]
 pub fn to_fixed(d: Decimal) -> i128 {
+    fx(d).map_or_else(|| to_fixed_wide(d), i128::from)
+}
+
+fn to_fixed_wide(d: Decimal) -> i128 {
     let scale = d.scale();
     if scale <= SCALE {
         d.mantissa() * POW10[(SCALE - scale) as usize]

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 
 use super::{Reason, Signal, SmaCrossoverParams, Strategy};
 use crate::decision::Inputs;
-use crate::indicators::exact_sma::{cmp_averages, fx, to_fixed, ExactSma};
+use crate::indicators::exact_sma::{cmp_averages, to_fixed, ExactSma};
 use crate::types::Bar;
 
 pub struct SmaCrossover {
@@ -62,7 +62,7 @@ impl Strategy for SmaCrossover {
 
     #[inline]
     fn on_bar(&mut self, bar: &Bar) -> Signal {
-        let close = fx(bar.close).map_or_else(|| to_fixed(bar.close), i128::from);
+        let close = to_fixed(bar.close);
         self.fast.update_fixed(close);
         self.slow.update_fixed(close);
         let Some(now) = cmp_averages(&self.fast, &self.slow) else {
