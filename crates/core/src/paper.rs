@@ -425,9 +425,9 @@ fn broker_id_text(id: ClientOrderId) -> String {
 /// `P-C<order>-<k>`: unique across restarts because client order ids are.
 fn exec_id_text(id: ClientOrderId, k: u32) -> compact_str::CompactString {
     let mut s = compact_str::CompactString::const_new("P-C");
-    crate::types::push_u64_compact(&mut s, id.0);
+    crate::types::push_u64(&mut s, id.0);
     s.push('-');
-    crate::types::push_u64_compact(&mut s, u64::from(k));
+    crate::types::push_u64(&mut s, u64::from(k));
     s
 }
 

@@ -317,27 +317,9 @@ impl fmt::Display for ExecId {
     }
 }
 
-/// Appends the decimal digits of `n` to an inline string (see [`push_u64`]).
-pub fn push_u64_compact(s: &mut compact_str::CompactString, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Digits are ASCII, so this is valid UTF-8.
-    if let Ok(digits) = std::str::from_utf8(&buf[i..]) {
-        s.push_str(digits);
-    }
-}
-
-/// Appends the decimal digits of `n` to `s`: ids are built on every order and fill, and this
-/// is several times cheaper than `format!`.
-pub fn push_u64(s: &mut String, mut n: u64) {
+/// Appends the decimal digits of `n` to `s` (a `String` or an inline `CompactString`): ids
+/// are built on every order and fill, and this is several times cheaper than `format!`.
+pub fn push_u64(s: &mut impl Extend<char>, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
