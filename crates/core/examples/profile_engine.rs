@@ -78,6 +78,9 @@ fn main() {
     };
     cfg.risk.daily_loss_pct = Decimal::new(99, 2);
     cfg.risk.max_drawdown_pct = Decimal::new(99, 2);
+    if std::env::var("NO_CASH").is_ok() {
+        cfg.starting_cash = Decimal::ZERO;
+    }
     let engine = Engine::new(cfg, n_symbols);
     let broker = PaperBroker::new(PaperConfig::default(), n_symbols);
     let mut s = PaperSession::new(engine, broker);
