@@ -1,6 +1,8 @@
 //! The engine benchmark's workload as a plain binary, for `valgrind --tool=callgrind` and
 //! `perf`: `cargo run --release -p robo-core --example profile_engine -- [symbols] [bars] [decisions]`.
-//! Prints what the run did (orders, fills, refusals), so a speed-up that trades less is visible.
+//! Prints what the run did (orders, fills, refusals), so a speed-up that trades less is visible;
+//! `DIGEST=1` adds a hash of every command and decision record, so one that changes any output
+//! shows too. `NO_CASH=1` starts with no cash, so nothing trades: the per-bar floor on its own.
 
 use robo_core::engine::{Engine, EngineConfig};
 use robo_core::events::{Command, Record};
@@ -15,13 +17,33 @@ struct Count {
     fills: u64,
     refused: u64,
     other: u64,
+    /// With `DIGEST=1`: a hash of every command's `Debug` text (values and their decimal
+    /// scales), so an optimisation that changes any output, not just the counts, shows.
+    digest: Option<u64>,
+}
+
+fn mix(h: &mut u64, text: &str) {
+    for b in text.bytes() {
+        *h = (*h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
 }
 
 impl SessionHooks for Count {
-    fn after_place(&mut self, _req: &robo_core::types::OrderRequest) {
+    fn after_place(&mut self, req: &robo_core::types::OrderRequest) {
         self.placed += 1;
+        if let Some(h) = self.digest.as_mut() {
+            mix(h, &format!("{req:?}"));
+        }
+    }
+    fn decision(&mut self, d: &robo_core::decision::Decision) {
+        if let Some(h) = self.digest.as_mut() {
+            mix(h, &format!("{d:?}"));
+        }
     }
     fn command(&mut self, cmd: &Command) {
+        if let Some(h) = self.digest.as_mut() {
+            mix(h, &format!("{cmd:?}"));
+        }
         match cmd {
             Command::Persist(Record::Fill(_)) => self.fills += 1,
             Command::Persist(Record::Risk(_)) => self.refused += 1,
@@ -84,20 +106,26 @@ fn main() {
     let engine = Engine::new(cfg, n_symbols);
     let broker = PaperBroker::new(PaperConfig::default(), n_symbols);
     let mut s = PaperSession::new(engine, broker);
-    let mut hooks = Count::default();
+    let mut hooks = Count {
+        digest: std::env::var("DIGEST").ok().map(|_| 0xcbf2_9ce4_8422_2325),
+        ..Count::default()
+    };
     let t = std::time::Instant::now();
     for b in &data {
         s.on_bar(b, &mut hooks);
     }
     let dt = t.elapsed().as_secs_f64();
     println!(
-        "bars={} placed={} fills={} refused={} other_cmds={} equity={} {:.2}M bars/s",
+        "bars={} placed={} fills={} refused={} other_cmds={} equity={}{} {:.2}M bars/s",
         data.len(),
         hooks.placed,
         hooks.fills,
         hooks.refused,
         hooks.other,
         s.engine.ledger().equity(),
+        hooks
+            .digest
+            .map_or(String::new(), |h| format!(" digest={h:016x}")),
         data.len() as f64 / dt / 1e6
     );
 }
