@@ -21,7 +21,7 @@ use crate::orders::{FillOutcome, ManagedOrder, OrderManager, UpdateOutcome};
 use crate::risk::{OrderCheck, RiskContext, RiskGate, RiskLimits, Verdict};
 use crate::sizing::{self, SizingConfig};
 use crate::stops::{StopBook, StopConfig};
-use crate::strategy::{Direction, Signal, Strategy, StrategyConfig};
+use crate::strategy::{AnyStrategy, Direction, Signal, Strategy, StrategyConfig};
 use crate::types::{
     Bar, ClientOrderId, ConnectionState, ExecId, Fill, Money, OrderKind, OrderPurpose,
     OrderRequest, Price, Qty, Quote, Side, SymbolId, Tif, TradingState, Ts,
@@ -92,7 +92,7 @@ struct SymbolState {
 /// The deterministic trading core.
 pub struct Engine {
     cfg: EngineConfig,
-    strategies: Vec<Box<dyn Strategy>>,
+    strategies: Vec<AnyStrategy>,
     syms: Vec<SymbolState>,
     ledger: Ledger,
     orders: OrderManager,
@@ -130,7 +130,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig, n_symbols: usize) -> Self {
-        let strategies = (0..n_symbols).map(|_| cfg.strategy.build()).collect();
+        let strategies = (0..n_symbols).map(|_| cfg.strategy.build_any()).collect();
         let cash = cfg.starting_cash;
         Engine {
             strategies,
@@ -345,23 +345,36 @@ impl Engine {
     ///
     /// With no open position equity only moves on fills, so bars skip the work unless
     /// `after_fill` says a fill just changed it.
+    #[inline]
     fn evaluate_account(&mut self, ts: Ts, after_fill: bool, out: &mut Vec<Command>) {
         if ts == self.last_eval_ts && !after_fill {
             return;
         }
         self.last_eval_ts = ts;
+        if self.cfg.equity_every_secs == 0 && !after_fill && self.account_quiet() {
+            return;
+        }
+        self.evaluate_account_slow(ts, after_fill, out);
+    }
+
+    /// True when no limit can trip: no open position (equity only moves on fills), or equity
+    /// above the trigger and at or below the peak.
+    #[inline]
+    fn account_quiet(&self) -> bool {
+        if self.ledger.open_positions() == 0 {
+            return true;
+        }
+        let eq = self.equity_fixed();
+        eq > self.trigger_fixed && eq <= self.peak_fixed
+    }
+
+    #[inline(never)]
+    fn evaluate_account_slow(&mut self, ts: Ts, after_fill: bool, out: &mut Vec<Command>) {
         let periodic = self.cfg.equity_every_secs > 0
             && ts.0.saturating_sub(self.last_equity_record.0)
                 >= self.cfg.equity_every_secs.saturating_mul(Ts::NANOS_PER_SEC);
-        if self.ledger.open_positions() == 0 && !periodic && !after_fill {
+        if !periodic && !after_fill && self.account_quiet() {
             return;
-        }
-        if !periodic && !after_fill {
-            // Nothing can change above the trigger and at or below the peak.
-            let eq = self.equity_fixed();
-            if eq > self.trigger_fixed && eq <= self.peak_fixed {
-                return;
-            }
         }
         let equity = self.ledger.equity();
         if equity > self.peak_equity {
@@ -406,7 +419,9 @@ impl Engine {
         }
     }
 
-    fn on_bar(&mut self, bar: &Bar, out: &mut Vec<Command>) {
+    /// The same as `handle(&Event::Bar(*bar), out)`, without building the event.
+    #[inline]
+    pub fn on_bar(&mut self, bar: &Bar, out: &mut Vec<Command>) {
         let i = bar.symbol.index();
         if i >= self.strategies.len() {
             return;

@@ -29,6 +29,12 @@ pub trait SessionHooks {
     fn decision(&mut self, _d: &Decision) {}
     /// Every event the engine handled, in order (the event log).
     fn event(&mut self, _ev: &Event) {}
+    /// A bar the engine handled directly (the common case); by default it is logged like any
+    /// other event. Separate so that hooks which log nothing cost nothing per bar.
+    #[inline]
+    fn bar(&mut self, bar: &Bar) {
+        self.event(&Event::Bar(*bar));
+    }
 }
 
 /// Hooks that do nothing: a bare backtest.
@@ -64,9 +70,8 @@ impl PaperSession {
         self.broker.on_bar(bar, &mut self.broker_out);
         if self.broker_out.is_empty() {
             // The common case: nothing filled, so the bar goes straight in without queueing.
-            let ev = Event::Bar(*bar);
-            hooks.event(&ev);
-            self.engine.handle(&ev, &mut self.cmds);
+            hooks.bar(bar);
+            self.engine.on_bar(bar, &mut self.cmds);
             self.decisions(hooks);
             if self.cmds.is_empty() {
                 return;

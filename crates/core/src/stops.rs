@@ -325,13 +325,18 @@ impl StopBook {
     /// high-water mark with the bar's extreme. A hit does not disarm: the stop keeps
     /// reporting while the price stays through it, so an exit that failed is retried; disarm
     /// when the position closes. Bars with non-positive prices are ignored.
+    #[inline]
     pub fn on_bar(&mut self, bar: &Bar) -> Option<StopHit> {
+        match self.quiet.get(bar.symbol.index()) {
+            Some(q) if q.armed => self.on_bar_armed(bar),
+            _ => None,
+        }
+    }
+
+    fn on_bar_armed(&mut self, bar: &Bar) -> Option<StopHit> {
         use crate::indicators::exact_sma::fx;
         let i = bar.symbol.index();
         let q = self.quiet.get(i)?;
-        if !q.armed {
-            return None;
-        }
         if !q.on {
             return self.on_bar_slow(bar);
         }

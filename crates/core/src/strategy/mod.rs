@@ -430,6 +430,60 @@ impl StrategyConfig {
     }
 }
 
+/// A strategy the engine holds per symbol. The default (SMA crossover) is a concrete variant,
+/// so the per-bar call can be inlined; the others go through the trait object.
+pub enum AnyStrategy {
+    SmaCrossover(sma_crossover::SmaCrossover),
+    Other(Box<dyn Strategy>),
+}
+
+impl StrategyConfig {
+    /// One new instance for one symbol, as the engine holds it.
+    pub fn build_any(&self) -> AnyStrategy {
+        match self {
+            StrategyConfig::SmaCrossover(p) => {
+                AnyStrategy::SmaCrossover(sma_crossover::SmaCrossover::new(*p))
+            }
+            other => AnyStrategy::Other(other.build()),
+        }
+    }
+}
+
+impl Strategy for AnyStrategy {
+    fn name(&self) -> &'static str {
+        match self {
+            AnyStrategy::SmaCrossover(s) => s.name(),
+            AnyStrategy::Other(s) => s.name(),
+        }
+    }
+    fn warmup_bars(&self) -> usize {
+        match self {
+            AnyStrategy::SmaCrossover(s) => s.warmup_bars(),
+            AnyStrategy::Other(s) => s.warmup_bars(),
+        }
+    }
+    #[inline]
+    fn is_ready(&self) -> bool {
+        match self {
+            AnyStrategy::SmaCrossover(s) => s.is_ready(),
+            AnyStrategy::Other(s) => s.is_ready(),
+        }
+    }
+    #[inline]
+    fn on_bar(&mut self, bar: &Bar) -> Signal {
+        match self {
+            AnyStrategy::SmaCrossover(s) => s.on_bar(bar),
+            AnyStrategy::Other(s) => s.on_bar(bar),
+        }
+    }
+    fn inputs(&self, out: &mut Inputs) {
+        match self {
+            AnyStrategy::SmaCrossover(s) => s.inputs(out),
+            AnyStrategy::Other(s) => s.inputs(out),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

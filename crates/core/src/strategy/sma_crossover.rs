@@ -3,47 +3,100 @@
 //!
 //! A crossover is a change of sign of (fast − slow). An exact tie keeps the previous sign, as
 //! backtrader's `CrossOver` does, and ties are exact because the averages are computed on
-//! integers (see [`ExactSma`]). The first bar on which both averages are warm sets the sign and
+//! integers (see [`crate::indicators::exact_sma`]). The first bar on which both averages are warm sets the sign and
 //! never signals by itself.
 
 use std::cmp::Ordering;
 
 use super::{Reason, Signal, SmaCrossoverParams, Strategy};
 use crate::decision::Inputs;
-use crate::indicators::exact_sma::{cmp_averages, to_fixed, ExactSma};
+use crate::indicators::exact_sma::to_fixed;
 use crate::types::Bar;
 
+/// Both averages over one ring of closes at the fixed scale (see [`to_fixed`]): the shorter
+/// window is a suffix of the longer, so one store per bar feeds both running sums.
 pub struct SmaCrossover {
-    fast: ExactSma,
-    slow: ExactSma,
+    ring: Box<[i128]>,
+    head: usize,
+    /// Closes seen, capped at the ring's length.
+    count: usize,
+    fast_n: usize,
+    slow_n: usize,
+    fast_sum: i128,
+    slow_sum: i128,
     /// Sign of (fast − slow) at the last bar where they differed.
     last_sign: Option<Ordering>,
 }
 
 impl SmaCrossover {
+    /// Periods of 0 are treated as 1.
     pub fn new(p: SmaCrossoverParams) -> Self {
+        let (fast_n, slow_n) = (p.fast.max(1), p.slow.max(1));
         SmaCrossover {
-            fast: ExactSma::new(p.fast),
-            slow: ExactSma::new(p.slow),
+            ring: vec![0; fast_n.max(slow_n)].into_boxed_slice(),
+            head: 0,
+            count: 0,
+            fast_n,
+            slow_n,
+            fast_sum: 0,
+            slow_sum: 0,
             last_sign: None,
         }
+    }
+
+    /// The value that leaves a window of `n` when the next close is stored at `head`.
+    #[inline]
+    fn leaving(&self, n: usize) -> i128 {
+        let len = self.ring.len();
+        let mut j = self.head + len - n;
+        if j >= len {
+            j -= len;
+        }
+        self.ring.get(j).copied().unwrap_or(0)
+    }
+
+    #[inline]
+    fn push(&mut self, v: i128) {
+        self.fast_sum += v - self.leaving(self.fast_n);
+        self.slow_sum += v - self.leaving(self.slow_n);
+        if let Some(slot) = self.ring.get_mut(self.head) {
+            *slot = v;
+        }
+        self.head += 1;
+        if self.head == self.ring.len() {
+            self.head = 0;
+        }
+        if self.count < self.ring.len() {
+            self.count += 1;
+        }
+    }
+
+    fn average_f64(sum: i128, n: usize) -> f64 {
+        sum as f64 / 1e8 / n as f64
+    }
+
+    /// The two averages once both are warm.
+    fn averages_f64(&self) -> Option<(f64, f64)> {
+        self.is_ready().then(|| {
+            (
+                Self::average_f64(self.fast_sum, self.fast_n),
+                Self::average_f64(self.slow_sum, self.slow_n),
+            )
+        })
     }
 
     /// Strength grows with the gap between the averages: a 1% gap is full strength, and a
     /// fresh cross is never below 0.1 so it still reads as a signal.
     fn strength(&self) -> f64 {
-        match (self.fast.value_f64(), self.slow.value_f64()) {
-            (Some(f), Some(s)) if s > 0.0 => ((f / s - 1.0).abs() * 100.0).clamp(0.1, 1.0),
+        match self.averages_f64() {
+            Some((f, s)) if s > 0.0 => ((f / s - 1.0).abs() * 100.0).clamp(0.1, 1.0),
             _ => 0.1,
         }
     }
 
     fn args(&self) -> [f64; 3] {
-        [
-            self.fast.value_f64().unwrap_or(0.0),
-            self.slow.value_f64().unwrap_or(0.0),
-            0.0,
-        ]
+        let (f, s) = self.averages_f64().unwrap_or((0.0, 0.0));
+        [f, s, 0.0]
     }
 }
 
@@ -53,21 +106,22 @@ impl Strategy for SmaCrossover {
     }
 
     fn warmup_bars(&self) -> usize {
-        self.slow.period().max(self.fast.period())
+        self.ring.len()
     }
 
+    #[inline]
     fn is_ready(&self) -> bool {
-        self.slow.is_ready() && self.fast.is_ready()
+        self.count == self.ring.len()
     }
 
     #[inline]
     fn on_bar(&mut self, bar: &Bar) -> Signal {
-        let close = to_fixed(bar.close);
-        self.fast.update_fixed(close);
-        self.slow.update_fixed(close);
-        let Some(now) = cmp_averages(&self.fast, &self.slow) else {
+        self.push(to_fixed(bar.close));
+        if !self.is_ready() {
             return Signal::WARMING_UP;
-        };
+        }
+        // sign(fast_avg − slow_avg) without division.
+        let now = (self.fast_sum * self.slow_n as i128).cmp(&(self.slow_sum * self.fast_n as i128));
         if now == Ordering::Equal {
             return Signal::hold(Reason::text(
                 "fast SMA equals slow SMA; the previous side holds",
@@ -91,11 +145,12 @@ impl Strategy for SmaCrossover {
     }
 
     fn inputs(&self, out: &mut Inputs) {
-        if let Some(f) = self.fast.value_f64() {
-            out.push("sma_fast", f);
+        // Each average is reported from its own warm-up on.
+        if self.count >= self.fast_n {
+            out.push("sma_fast", Self::average_f64(self.fast_sum, self.fast_n));
         }
-        if let Some(s) = self.slow.value_f64() {
-            out.push("sma_slow", s);
+        if self.count >= self.slow_n {
+            out.push("sma_slow", Self::average_f64(self.slow_sum, self.slow_n));
         }
     }
 }
@@ -177,5 +232,47 @@ mod tests {
             last.reason.to_string(),
             "fast SMA 2.00 crossed above slow SMA 1.50"
         );
+    }
+
+    proptest::proptest! {
+        /// The shared-ring averages give the same signals and inputs as two independent
+        /// exact SMAs compared by `cmp_averages`, for any periods (fast above slow too).
+        #[test]
+        fn matches_two_independent_exact_smas(
+            fast in 1usize..12,
+            slow in 1usize..25,
+            closes in proptest::collection::vec(1i64..400, 0..120),
+        ) {
+            use crate::indicators::exact_sma::{cmp_averages, ExactSma};
+            let mut s = SmaCrossover::new(SmaCrossoverParams { fast, slow });
+            let (mut f, mut sl) = (ExactSma::new(fast), ExactSma::new(slow));
+            let mut last = None;
+            for (i, c) in closes.iter().enumerate() {
+                // Two decimals, so ties are common.
+                let px = Decimal::new(*c, 1);
+                let got = s.on_bar(&bar(i as i64, px)).direction;
+                f.update(px);
+                sl.update(px);
+                let want = match (cmp_averages(&f, &sl), last) {
+                    (Some(Ordering::Greater), Some(Ordering::Less)) => Direction::Buy,
+                    (Some(Ordering::Less), Some(Ordering::Greater)) => Direction::Sell,
+                    _ => Direction::Hold,
+                };
+                if let Some(o) = cmp_averages(&f, &sl).filter(|o| *o != Ordering::Equal) {
+                    last = Some(o);
+                }
+                proptest::prop_assert_eq!(got, want);
+                let mut inputs = Inputs::default();
+                s.inputs(&mut inputs);
+                let mut expect = Inputs::default();
+                if let Some(v) = f.value_f64() {
+                    expect.push("sma_fast", v);
+                }
+                if let Some(v) = sl.value_f64() {
+                    expect.push("sma_slow", v);
+                }
+                proptest::prop_assert_eq!(inputs, expect);
+            }
+        }
     }
 }
