@@ -15,7 +15,7 @@ use crate::events::{
     Command, Event, OperatorCommand, OrderUpdate, Record, RiskEvent, StateCause, StateChange,
     Update,
 };
-use crate::indicators::exact_sma::to_fixed;
+use crate::indicators::exact_sma::{floor_fixed, fx};
 use crate::ledger::Ledger;
 use crate::orders::{FillOutcome, ManagedOrder, OrderManager, UpdateOutcome};
 use crate::risk::{OrderCheck, RiskContext, RiskGate, RiskLimits, Verdict};
@@ -110,8 +110,11 @@ pub struct Engine {
     /// Fixed-point shadows (see `exact_sma::to_fixed`) of the marks, the cash, the peak and the
     /// trigger, so the per-bar "can anything change?" test is integer arithmetic. The exact
     /// `Decimal` evaluation runs whenever it might.
-    mark_fixed: Vec<i128>,
-    cash_fixed: i128,
+    /// `None` where a value is not exact at that scale (then the `Decimal` path runs).
+    mark_fixed: Vec<Option<i64>>,
+    cash_fixed: Option<i64>,
+    /// Floors of the peak and the trigger: for an integer `e`, `e <= floor(p)` ⇔ `e <= p`
+    /// and `e > floor(t)` ⇔ `e > t`, so the band test stays exact whatever their decimals.
     peak_fixed: i128,
     trigger_fixed: i128,
     daily_notional: Money,
@@ -145,9 +148,9 @@ impl Engine {
             start_of_day_equity: cash,
             peak_equity: cash,
             trigger_equity: Decimal::MAX,
-            mark_fixed: vec![0; n_symbols],
-            cash_fixed: to_fixed(cash),
-            peak_fixed: to_fixed(cash),
+            mark_fixed: vec![None; n_symbols],
+            cash_fixed: fx(cash),
+            peak_fixed: floor_fixed(cash).unwrap_or(i128::MIN),
             trigger_fixed: i128::MAX,
             daily_notional: Decimal::ZERO,
             last_eval_ts: Ts(i64::MIN),
@@ -306,28 +309,30 @@ impl Engine {
         self.trigger_equity = self
             .gate
             .trigger_equity(self.start_of_day_equity, self.peak_equity);
-        self.trigger_fixed = to_fixed(self.trigger_equity);
-        self.peak_fixed = to_fixed(self.peak_equity);
-        self.cash_fixed = to_fixed(self.ledger.cash());
+        // Unrepresentable bounds make the band empty, so every evaluation is exact.
+        self.trigger_fixed = floor_fixed(self.trigger_equity).unwrap_or(i128::MAX);
+        self.peak_fixed = floor_fixed(self.peak_equity).unwrap_or(i128::MIN);
+        self.cash_fixed = fx(self.ledger.cash());
     }
 
     #[inline]
     fn set_mark(&mut self, sym: SymbolId, price: Price) {
         self.ledger.mark(sym, price);
         if let Some(m) = self.mark_fixed.get_mut(sym.index()) {
-            *m = to_fixed(price);
+            *m = fx(price);
         }
     }
 
-    /// Equity at the fixed scale from the shadows: exact for prices with up to 8 decimals.
+    /// Equity at the fixed scale from the shadows, exactly; `None` when a shadow is not exact
+    /// (or a position was never marked, which the ledger values at cost).
     #[inline]
-    fn equity_fixed(&self) -> i128 {
-        let mut eq = self.cash_fixed;
+    fn equity_fixed(&self) -> Option<i128> {
+        let mut eq = i128::from(self.cash_fixed?);
         for &i in self.ledger.open_symbols() {
-            let mark = self.mark_fixed.get(i).copied().unwrap_or(0);
-            eq += i128::from(self.ledger.qty(SymbolId(i as u16))) * mark;
+            let mark = self.mark_fixed.get(i).copied().flatten()?;
+            eq += i128::from(self.ledger.qty(SymbolId(i as u16))) * i128::from(mark);
         }
-        eq
+        Some(eq)
     }
 
     fn record_equity(&mut self, ts: Ts, out: &mut Vec<Command>) {
@@ -351,21 +356,20 @@ impl Engine {
             return;
         }
         self.last_eval_ts = ts;
-        if self.cfg.equity_every_secs == 0 && !after_fill && self.account_quiet() {
+        if self.cfg.equity_every_secs == 0 && self.account_quiet(after_fill) {
             return;
         }
         self.evaluate_account_slow(ts, after_fill, out);
     }
 
-    /// True when no limit can trip: no open position (equity only moves on fills), or equity
-    /// above the trigger and at or below the peak.
+    /// True when nothing can change: equity above the trigger and at or below the peak, or,
+    /// between fills, no open position (equity then only moves on fills).
     #[inline]
-    fn account_quiet(&self) -> bool {
-        if self.ledger.open_positions() == 0 {
+    fn account_quiet(&self, after_fill: bool) -> bool {
+        if !after_fill && self.ledger.open_positions() == 0 {
             return true;
         }
-        let eq = self.equity_fixed();
-        eq > self.trigger_fixed && eq <= self.peak_fixed
+        matches!(self.equity_fixed(), Some(eq) if eq > self.trigger_fixed && eq <= self.peak_fixed)
     }
 
     #[inline(never)]
@@ -373,7 +377,7 @@ impl Engine {
         let periodic = self.cfg.equity_every_secs > 0
             && ts.0.saturating_sub(self.last_equity_record.0)
                 >= self.cfg.equity_every_secs.saturating_mul(Ts::NANOS_PER_SEC);
-        if !periodic && !after_fill && self.account_quiet() {
+        if !periodic && self.account_quiet(after_fill) {
             return;
         }
         let equity = self.ledger.equity();
@@ -710,7 +714,7 @@ impl Engine {
         let Ok(eff) = self.ledger.try_apply_fill(f) else {
             return;
         };
-        self.cash_fixed = to_fixed(self.ledger.cash());
+        self.cash_fixed = fx(self.ledger.cash());
         if self.ledger.mark_of(f.symbol).is_none() {
             self.set_mark(f.symbol, f.price);
         }

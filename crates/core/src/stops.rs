@@ -370,10 +370,11 @@ impl StopBook {
             if let (Some(q), Some(Some(a))) = (self.quiet.get_mut(i), self.slots.get_mut(i)) {
                 q.hw = extreme;
                 q.trail_rhs = rhs;
-                a.high_water = if a.long {
-                    bar.high.max(bar.open)
-                } else {
-                    bar.low.min(bar.open)
+                // `Decimal::max`/`min` on the bar, decided by the exact integer copies.
+                a.high_water = match (a.long, h < o, l > o) {
+                    (true, true, _) | (false, _, true) => bar.open,
+                    (true, false, _) => bar.high,
+                    (false, _, false) => bar.low,
                 };
             }
         }

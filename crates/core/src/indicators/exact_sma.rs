@@ -52,14 +52,29 @@ const POW10_64: [i64; 9] = [
 
 /// A decimal price as an `i64` number of 10^-8 dollars when that is exact (at most 8 decimal
 /// places, under about $92 billion); `None` otherwise, and the caller takes its `Decimal` path.
+///
+/// Reads the 96-bit mantissa's words directly: this runs several times per bar.
 #[inline]
 pub fn fx(d: Decimal) -> Option<i64> {
-    let scale = d.scale();
-    if scale > SCALE {
+    let u = d.unpack();
+    if u.scale > SCALE || u.hi != 0 {
         return None;
     }
-    let m = i64::try_from(d.mantissa()).ok()?;
-    m.checked_mul(POW10_64[(SCALE - scale) as usize])
+    let m = i64::try_from((u64::from(u.mid) << 32) | u64::from(u.lo)).ok()?;
+    let v = m.checked_mul(*POW10_64.get((SCALE - u.scale) as usize)?)?;
+    Some(if u.negative { -v } else { v })
+}
+
+/// `floor(d × 10^8)`: the largest fixed-point value at or below `d`, exact whatever its
+/// decimals; `None` beyond `i128` or on overflow.
+pub fn floor_fixed(d: Decimal) -> Option<i128> {
+    let r = if d.scale() <= SCALE {
+        d
+    } else {
+        d.round_dp_with_strategy(SCALE, rust_decimal::RoundingStrategy::ToNegativeInfinity)
+    };
+    r.mantissa()
+        .checked_mul(*POW10.get(SCALE.checked_sub(r.scale())? as usize)?)
 }
 
 /// An integer back to a decimal.
@@ -150,6 +165,36 @@ mod tests {
     use super::*;
     use rust_decimal_macros::dec;
     use std::cmp::Ordering;
+
+    proptest::proptest! {
+        /// `fx` is exactly the decimal at 10^-8 units whenever that fits an `i64`.
+        #[test]
+        fn fx_is_the_exact_fixed_value(
+            lo in proptest::prelude::any::<u32>(),
+            mid in proptest::prelude::any::<u32>(),
+            hi in proptest::prelude::prop_oneof![proptest::prelude::Just(0u32), proptest::prelude::any::<u32>()],
+            neg in proptest::prelude::any::<bool>(),
+            scale in 0u32..=28,
+        ) {
+            let d = Decimal::from_parts(lo, mid, hi, neg, scale);
+            let want = (scale <= SCALE)
+                .then(|| d.mantissa() * POW10[(SCALE - scale) as usize])
+                .and_then(|v| i64::try_from(v).ok());
+            match fx(d) {
+                Some(v) => proptest::prop_assert_eq!(Some(v), want),
+                // Only -2^63 itself is exact yet refused (its magnitude does not fit).
+                None => proptest::prop_assert!(want.is_none() || want == Some(i64::MIN)),
+            }
+        }
+    }
+
+    #[test]
+    fn floor_fixed_rounds_down() {
+        assert_eq!(floor_fixed(dec!(1.5)), Some(150_000_000));
+        assert_eq!(floor_fixed(dec!(0.123456789)), Some(12_345_678));
+        assert_eq!(floor_fixed(dec!(-0.123456781)), Some(-12_345_679));
+        assert_eq!(floor_fixed(dec!(-2)), Some(-200_000_000));
+    }
 
     #[test]
     fn fixed_roundtrip_and_rounding() {
