@@ -1148,9 +1148,9 @@ fn kill_switch_is_obeyed_within_a_second() {
     r.wait_for("entries flowing", TRADE_DEADLINE, || {
         entries_after(&sb, 0).filter(|n| *n >= 5).map(drop)
     });
-    // They keep flowing: a fresh entry within a few seconds.
+    // They keep flowing: a fresh entry (generous: the machine may be busy with other tests).
     let seq = max_seq(&sb.conn());
-    r.wait_for("another entry", Duration::from_secs(10), || {
+    r.wait_for("another entry", Duration::from_secs(30), || {
         entries_after(&sb, seq).filter(|n| *n > 0).map(drop)
     });
 
@@ -1158,7 +1158,7 @@ fn kill_switch_is_obeyed_within_a_second() {
     let on = Instant::now();
     r.wait_for(
         "one second after the kill switch",
-        Duration::from_secs(3),
+        Duration::from_secs(10),
         || (on.elapsed() >= Duration::from_secs(1)).then_some(()),
     );
     let cutoff = max_seq(&sb.conn());
