@@ -139,7 +139,9 @@ impl PaperSession {
                     _ => hooks.command(&cmd),
                 }
             }
-            self.queue.extend(self.broker_out.drain(..));
+            if !self.broker_out.is_empty() {
+                self.queue.extend(self.broker_out.drain(..));
+            }
         }
     }
 }

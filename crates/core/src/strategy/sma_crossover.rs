@@ -18,6 +18,9 @@ use crate::types::Bar;
 pub struct SmaCrossover {
     ring: Box<[i128]>,
     head: usize,
+    /// Where the value leaving each window sits when the next close is stored at `head`.
+    fast_tail: usize,
+    slow_tail: usize,
     /// Closes seen, capped at the ring's length.
     count: usize,
     fast_n: usize,
@@ -32,9 +35,12 @@ impl SmaCrossover {
     /// Periods of 0 are treated as 1.
     pub fn new(p: SmaCrossoverParams) -> Self {
         let (fast_n, slow_n) = (p.fast.max(1), p.slow.max(1));
+        let len = fast_n.max(slow_n);
         SmaCrossover {
-            ring: vec![0; fast_n.max(slow_n)].into_boxed_slice(),
+            ring: vec![0; len].into_boxed_slice(),
             head: 0,
+            fast_tail: (len - fast_n) % len,
+            slow_tail: (len - slow_n) % len,
             count: 0,
             fast_n,
             slow_n,
@@ -44,29 +50,27 @@ impl SmaCrossover {
         }
     }
 
-    /// The value that leaves a window of `n` when the next close is stored at `head`.
     #[inline]
-    fn leaving(&self, n: usize) -> i128 {
-        let len = self.ring.len();
-        let mut j = self.head + len - n;
-        if j >= len {
-            j -= len;
+    fn advance(i: &mut usize, len: usize) {
+        *i += 1;
+        if *i == len {
+            *i = 0;
         }
-        self.ring.get(j).copied().unwrap_or(0)
     }
 
     #[inline]
     fn push(&mut self, v: i128) {
-        self.fast_sum += v - self.leaving(self.fast_n);
-        self.slow_sum += v - self.leaving(self.slow_n);
+        let len = self.ring.len();
+        let at = |i: usize| self.ring.get(i).copied().unwrap_or(0);
+        self.fast_sum += v - at(self.fast_tail);
+        self.slow_sum += v - at(self.slow_tail);
         if let Some(slot) = self.ring.get_mut(self.head) {
             *slot = v;
         }
-        self.head += 1;
-        if self.head == self.ring.len() {
-            self.head = 0;
-        }
-        if self.count < self.ring.len() {
+        Self::advance(&mut self.head, len);
+        Self::advance(&mut self.fast_tail, len);
+        Self::advance(&mut self.slow_tail, len);
+        if self.count < len {
             self.count += 1;
         }
     }
