@@ -4,6 +4,9 @@
 //! Every amount is an exact `Decimal`, so `equity − starting_cash == realized + unrealized`
 //! holds to the last digit. Per-symbol state lives in a `Vec` indexed by [`SymbolId`]; `mark`
 //! is a single store and `equity` walks only the symbols with an open position.
+//!
+//! The arithmetic goes through [`exact`], which computes the common small operands in integers
+//! and still yields the very `Decimal` (value, scale and sign) that `rust_decimal` would.
 
 use std::collections::VecDeque;
 
@@ -69,6 +72,192 @@ pub enum FillError {
 pub const MAX_FILL_QTY: Qty = 1_000_000_000_000;
 pub const MAX_FILL_PRICE: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
 
+/// `MAX_FILL_PRICE × 10^s` for every scale `s`: `|d| > MAX_FILL_PRICE` is then one integer
+/// comparison of `d`'s mantissa.
+const MAX_FILL_PRICE_AT_SCALE: [u128; 29] = {
+    assert!(MAX_FILL_PRICE.scale() == 0);
+    let mut t = [MAX_FILL_PRICE.mantissa().unsigned_abs(); 29];
+    let mut s = 1;
+    while s < 29 {
+        t[s] = t[s - 1] * 10;
+        s += 1;
+    }
+    t
+};
+
+/// `|d| > MAX_FILL_PRICE`, exactly as the `Decimal` comparison answers it.
+#[inline]
+fn above_max_fill_price(d: Decimal) -> bool {
+    d.mantissa().unsigned_abs() > MAX_FILL_PRICE_AT_SCALE[d.scale() as usize]
+}
+
+/// `Decimal` arithmetic, bit for bit as `rust_decimal` does it, with an integer fast path.
+///
+/// When the operands' mantissas, aligned to a common scale, and the result fit in an `i64`
+/// (every price, cash balance and P&L a real account produces) the result is computed in
+/// `i64` and assembled directly; `rust_decimal` computes such results exactly too, so value,
+/// scale and sign agree. Zero operands follow
+/// `rust_decimal`'s own rules (`0 ± b` is `±b` at `b`'s scale, `a ± 0` is `a`, a product with
+/// a zero is a scale-0 zero). Anything else (a zero sum, whose sign depends on `rust_decimal`'s
+/// internal path; anything that would overflow an `i64`) returns `None` and the caller
+/// falls back to the `Decimal` operator, so the fast path never changes an answer.
+pub(crate) mod exact {
+    use rust_decimal::Decimal;
+
+    /// 10^k, for aligning scales.
+    const POW10: [i64; 19] = {
+        let mut t = [1i64; 19];
+        let mut k = 1;
+        while k < 19 {
+            t[k] = t[k - 1] * 10;
+            k += 1;
+        }
+        t
+    };
+
+    /// The signed mantissa and scale of `d`, when the mantissa fits in an `i64`.
+    #[inline(always)]
+    fn parts(d: Decimal) -> Option<(i64, u32)> {
+        let u = d.unpack();
+        if u.hi != 0 || u.mid > i32::MAX as u32 {
+            return None;
+        }
+        let mag = (u64::from(u.mid) << 32 | u64::from(u.lo)) as i64;
+        Some((if u.negative { -mag } else { mag }, u.scale))
+    }
+
+    /// `m` must be non-zero (a zero would need `rust_decimal`'s choice of scale and sign).
+    #[inline(always)]
+    fn build(m: i64, scale: u32) -> Decimal {
+        let mag = m.unsigned_abs();
+        Decimal::from_parts(mag as u32, (mag >> 32) as u32, 0, m < 0, scale)
+    }
+
+    #[inline(always)]
+    fn add_sub(a: Decimal, b: Decimal, subtract: bool) -> Option<Decimal> {
+        let (ma, sa) = parts(a)?;
+        let (mb, sb) = parts(b)?;
+        if ma == 0 {
+            return Some(if subtract && mb != 0 { -b } else { b });
+        }
+        if mb == 0 {
+            return Some(a);
+        }
+        let mb = if subtract { mb.checked_neg()? } else { mb };
+        let r = if sa == sb {
+            ma.checked_add(mb)?
+        } else if sa > sb {
+            ma.checked_add(mb.checked_mul(*POW10.get((sa - sb) as usize)?)?)?
+        } else {
+            ma.checked_mul(*POW10.get((sb - sa) as usize)?)?
+                .checked_add(mb)?
+        };
+        (r != 0).then(|| build(r, sa.max(sb)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add_slow(a: Decimal, b: Decimal) -> Decimal {
+        a + b
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sub_slow(a: Decimal, b: Decimal) -> Decimal {
+        a - b
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn saturating_add_slow(a: Decimal, b: Decimal) -> Decimal {
+        a.saturating_add(b)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn saturating_sub_slow(a: Decimal, b: Decimal) -> Decimal {
+        a.saturating_sub(b)
+    }
+
+    /// `a + b`.
+    #[inline]
+    pub fn add(a: Decimal, b: Decimal) -> Decimal {
+        add_sub(a, b, false).unwrap_or_else(|| add_slow(a, b))
+    }
+
+    /// `a − b`.
+    #[inline]
+    pub fn sub(a: Decimal, b: Decimal) -> Decimal {
+        add_sub(a, b, true).unwrap_or_else(|| sub_slow(a, b))
+    }
+
+    /// `a.saturating_add(b)`.
+    #[inline]
+    pub fn saturating_add(a: Decimal, b: Decimal) -> Decimal {
+        add_sub(a, b, false).unwrap_or_else(|| saturating_add_slow(a, b))
+    }
+
+    /// `a.saturating_sub(b)`.
+    #[inline]
+    pub fn saturating_sub(a: Decimal, b: Decimal) -> Decimal {
+        add_sub(a, b, true).unwrap_or_else(|| saturating_sub_slow(a, b))
+    }
+
+    #[inline(always)]
+    fn mul_int_fast(a: Decimal, q: i64) -> Option<Decimal> {
+        let (m, scale) = parts(a)?;
+        if m == 0 || q == 0 {
+            return Some(Decimal::ZERO);
+        }
+        Some(build(m.checked_mul(q)?, scale))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn mul_int_slow(a: Decimal, q: i64) -> Decimal {
+        a * Decimal::from(q)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn saturating_mul_int_slow(a: Decimal, q: i64) -> Decimal {
+        a.saturating_mul(Decimal::from(q))
+    }
+
+    /// `a × Decimal::from(q)`.
+    #[inline]
+    pub fn mul_int(a: Decimal, q: i64) -> Decimal {
+        mul_int_fast(a, q).unwrap_or_else(|| mul_int_slow(a, q))
+    }
+
+    /// `a.saturating_mul(Decimal::from(q))`.
+    #[inline]
+    pub fn saturating_mul_int(a: Decimal, q: i64) -> Decimal {
+        mul_int_fast(a, q).unwrap_or_else(|| saturating_mul_int_slow(a, q))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn div_int_slow(a: Decimal, q: i64) -> Decimal {
+        a / Decimal::from(q)
+    }
+
+    /// `a ÷ Decimal::from(q)` for `q ≠ 0`. An exact quotient keeps `a`'s scale, as
+    /// `rust_decimal` leaves it; an inexact one is `rust_decimal`'s to round.
+    #[inline]
+    pub fn div_int(a: Decimal, q: i64) -> Decimal {
+        if let Some((m, scale)) = parts(a) {
+            if m == 0 {
+                return Decimal::ZERO;
+            }
+            if m.checked_rem(q) == Some(0) {
+                return build(m / q, scale);
+            }
+        }
+        div_int_slow(a, q)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 struct SymState {
     /// Cached Σ lot.qty.
@@ -76,6 +265,9 @@ struct SymState {
     /// Cached Σ lot.qty × lot.price (signed cost basis), so valuing an unmarked position
     /// needs no division.
     cost: Money,
+    /// Cached `cost / qty` (0 when flat), recomputed when the lots change, so reading a
+    /// position needs no division either.
+    avg_cost: Price,
     lots: VecDeque<Lot>,
     mark: Option<Price>,
 }
@@ -86,7 +278,7 @@ impl SymState {
     #[inline]
     fn value(&self) -> Money {
         match self.mark {
-            Some(m) => m.saturating_mul(Decimal::from(self.qty)),
+            Some(m) => exact::saturating_mul_int(m, self.qty),
             None => self.cost,
         }
     }
@@ -140,14 +332,18 @@ impl Ledger {
                 max: MAX_FILL_QTY,
             });
         }
-        if fill.price < Decimal::ZERO || fill.price > MAX_FILL_PRICE {
+        // Integer forms of `price < 0 || price > MAX_FILL_PRICE` and `|commission| >
+        // MAX_FILL_PRICE`: a negative zero is not below zero.
+        if (fill.price.is_sign_negative() && !fill.price.is_zero())
+            || above_max_fill_price(fill.price)
+        {
             return Err(FillError::BadPrice {
                 exec_id: exec_id(),
                 price: fill.price,
                 max: MAX_FILL_PRICE,
             });
         }
-        if fill.commission.abs() > MAX_FILL_PRICE {
+        if above_max_fill_price(fill.commission) {
             return Err(FillError::BadCommission {
                 exec_id: exec_id(),
                 commission: fill.commission,
@@ -189,6 +385,7 @@ impl Ledger {
         let mut closed = 0;
         // Close lots on the other side, oldest first.
         while remaining > 0 {
+            let last = st.lots.len() == 1;
             let Some(front) = st.lots.front_mut() else {
                 break;
             };
@@ -198,12 +395,19 @@ impl Ledger {
             let take = remaining.min(front.qty.abs());
             // A closed long earns (price − lot price) per share; a covered short the reverse.
             let signed_closed = take * front.qty.signum();
-            let q = Decimal::from(signed_closed);
-            realized += (price - front.price) * q;
-            st.cost -= front.price * q;
+            realized = exact::add(
+                realized,
+                exact::mul_int(exact::sub(price, front.price), signed_closed),
+            );
+            let emptied = front.qty == signed_closed;
+            // Closing the last lot with nothing left to open resets the cost basis below, so
+            // its cost arithmetic would be thrown away.
+            if !(emptied && last && take == remaining) {
+                st.cost = exact::sub(st.cost, exact::mul_int(front.price, signed_closed));
+            }
             st.qty -= signed_closed;
             front.qty -= signed_closed;
-            if front.qty == 0 {
+            if emptied {
                 st.lots.pop_front();
             }
             remaining -= take;
@@ -217,18 +421,21 @@ impl Ledger {
                 price,
                 ts: fill.ts,
             });
-            st.cost += price * Decimal::from(signed);
+            st.cost = exact::add(st.cost, exact::mul_int(price, signed));
             st.qty += signed;
         }
         if st.lots.is_empty() {
             // Exact anyway; reset so no residue of scale lingers.
             st.cost = Decimal::ZERO;
+            st.avg_cost = Decimal::ZERO;
+        } else {
+            st.avg_cost = exact::div_int(st.cost, st.qty);
         }
         let position_after = st.qty;
 
-        self.cash += fill.cash_flow();
-        self.commissions += fill.commission;
-        self.lot_pnl += realized;
+        self.cash = exact::add(self.cash, fill.cash_flow());
+        self.commissions = exact::add(self.commissions, fill.commission);
+        self.lot_pnl = exact::add(self.lot_pnl, realized);
 
         if was_flat != (position_after == 0) {
             match self.open.binary_search(&idx) {
@@ -241,15 +448,18 @@ impl Ledger {
         }
 
         if closed > 0 {
-            let pnl = realized - fill.commission;
+            let pnl = exact::sub(realized, fill.commission);
             let s = &mut self.stats;
             s.trades += 1;
-            if pnl > Decimal::ZERO {
-                s.wins += 1;
-                s.gross_win += pnl;
-            } else if pnl < Decimal::ZERO {
-                s.losses += 1;
-                s.gross_loss -= pnl;
+            // Sign tests stand for `pnl > 0` / `pnl < 0`; a negative zero is neither.
+            if !pnl.is_zero() {
+                if pnl.is_sign_positive() {
+                    s.wins += 1;
+                    s.gross_win = exact::add(s.gross_win, pnl);
+                } else {
+                    s.losses += 1;
+                    s.gross_loss = exact::sub(s.gross_loss, pnl);
+                }
             }
         }
 
@@ -291,7 +501,7 @@ impl Ledger {
 
     /// Σ FIFO lot P&L − Σ all commissions (including those of fills that only opened).
     pub fn realized(&self) -> Money {
-        self.lot_pnl - self.commissions
+        exact::sub(self.lot_pnl, self.commissions)
     }
 
     /// Σ FIFO lot P&L of closed quantity, before commissions.
@@ -303,21 +513,21 @@ impl Ledger {
     pub fn unrealized(&self) -> Money {
         self.open.iter().fold(Decimal::ZERO, |acc, &i| {
             let st = &self.syms[i];
-            acc.saturating_add(st.value().saturating_sub(st.cost))
+            exact::saturating_add(acc, exact::saturating_sub(st.value(), st.cost))
         })
     }
 
     /// Cash plus every position at its mark (at cost when never marked).
     pub fn equity(&self) -> Money {
         self.open.iter().fold(self.cash, |acc, &i| {
-            acc.saturating_add(self.syms[i].value())
+            exact::saturating_add(acc, self.syms[i].value())
         })
     }
 
     /// Σ |qty × mark|.
     pub fn gross_exposure(&self) -> Money {
         self.open.iter().fold(Decimal::ZERO, |acc, &i| {
-            acc.saturating_add(self.syms[i].value().abs())
+            exact::saturating_add(acc, self.syms[i].value().abs())
         })
     }
 
@@ -338,16 +548,11 @@ impl Ledger {
                 mark: Decimal::ZERO,
             };
         };
-        let avg_cost = if st.qty == 0 {
-            Decimal::ZERO
-        } else {
-            st.cost / Decimal::from(st.qty)
-        };
         Position {
             symbol: sym,
             qty: st.qty,
-            avg_cost,
-            mark: st.mark.unwrap_or(avg_cost),
+            avg_cost: st.avg_cost,
+            mark: st.mark.unwrap_or(st.avg_cost),
         }
     }
 
