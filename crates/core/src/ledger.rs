@@ -167,18 +167,6 @@ pub(crate) mod exact {
         a - b
     }
 
-    #[cold]
-    #[inline(never)]
-    fn saturating_add_slow(a: Decimal, b: Decimal) -> Decimal {
-        a.saturating_add(b)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn saturating_sub_slow(a: Decimal, b: Decimal) -> Decimal {
-        a.saturating_sub(b)
-    }
-
     /// `a + b`.
     #[inline]
     pub fn add(a: Decimal, b: Decimal) -> Decimal {
@@ -189,18 +177,6 @@ pub(crate) mod exact {
     #[inline]
     pub fn sub(a: Decimal, b: Decimal) -> Decimal {
         add_sub(a, b, true).unwrap_or_else(|| sub_slow(a, b))
-    }
-
-    /// `a.saturating_add(b)`.
-    #[inline]
-    pub fn saturating_add(a: Decimal, b: Decimal) -> Decimal {
-        add_sub(a, b, false).unwrap_or_else(|| saturating_add_slow(a, b))
-    }
-
-    /// `a.saturating_sub(b)`.
-    #[inline]
-    pub fn saturating_sub(a: Decimal, b: Decimal) -> Decimal {
-        add_sub(a, b, true).unwrap_or_else(|| saturating_sub_slow(a, b))
     }
 
     #[inline(always)]
@@ -218,22 +194,10 @@ pub(crate) mod exact {
         a * Decimal::from(q)
     }
 
-    #[cold]
-    #[inline(never)]
-    fn saturating_mul_int_slow(a: Decimal, q: i64) -> Decimal {
-        a.saturating_mul(Decimal::from(q))
-    }
-
     /// `a × Decimal::from(q)`.
     #[inline]
     pub fn mul_int(a: Decimal, q: i64) -> Decimal {
         mul_int_fast(a, q).unwrap_or_else(|| mul_int_slow(a, q))
-    }
-
-    /// `a.saturating_mul(Decimal::from(q))`.
-    #[inline]
-    pub fn saturating_mul_int(a: Decimal, q: i64) -> Decimal {
-        mul_int_fast(a, q).unwrap_or_else(|| saturating_mul_int_slow(a, q))
     }
 
     #[cold]
@@ -278,7 +242,7 @@ impl SymState {
     #[inline]
     fn value(&self) -> Money {
         match self.mark {
-            Some(m) => exact::saturating_mul_int(m, self.qty),
+            Some(m) => m.saturating_mul(Decimal::from(self.qty)),
             None => self.cost,
         }
     }
@@ -513,21 +477,21 @@ impl Ledger {
     pub fn unrealized(&self) -> Money {
         self.open.iter().fold(Decimal::ZERO, |acc, &i| {
             let st = &self.syms[i];
-            exact::saturating_add(acc, exact::saturating_sub(st.value(), st.cost))
+            acc.saturating_add(st.value().saturating_sub(st.cost))
         })
     }
 
     /// Cash plus every position at its mark (at cost when never marked).
     pub fn equity(&self) -> Money {
         self.open.iter().fold(self.cash, |acc, &i| {
-            exact::saturating_add(acc, self.syms[i].value())
+            acc.saturating_add(self.syms[i].value())
         })
     }
 
     /// Σ |qty × mark|.
     pub fn gross_exposure(&self) -> Money {
         self.open.iter().fold(Decimal::ZERO, |acc, &i| {
-            exact::saturating_add(acc, self.syms[i].value().abs())
+            acc.saturating_add(self.syms[i].value().abs())
         })
     }
 
@@ -873,16 +837,10 @@ mod tests {
             if let Some(r) = a.checked_sub(b) {
                 prop_assert_eq!(bits(Some(exact::sub(a, b))), bits(Some(r)));
             }
-            prop_assert_eq!(bits(Some(exact::saturating_add(a, b))), bits(Some(a.saturating_add(b))));
-            prop_assert_eq!(bits(Some(exact::saturating_sub(a, b))), bits(Some(a.saturating_sub(b))));
             let qd = Decimal::from(q);
             if let Some(r) = a.checked_mul(qd) {
                 prop_assert_eq!(bits(Some(exact::mul_int(a, q))), bits(Some(r)));
             }
-            prop_assert_eq!(
-                bits(Some(exact::saturating_mul_int(a, q))),
-                bits(Some(a.saturating_mul(qd)))
-            );
             if q != 0 {
                 if let Some(r) = a.checked_div(qd) {
                     prop_assert_eq!(bits(Some(exact::div_int(a, q))), bits(Some(r)));
