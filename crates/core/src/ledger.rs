@@ -4,6 +4,9 @@
 //! Every amount is an exact `Decimal`, so `equity − starting_cash == realized + unrealized`
 //! holds to the last digit. Per-symbol state lives in a `Vec` indexed by [`SymbolId`]; `mark`
 //! is a single store and `equity` walks only the symbols with an open position.
+//!
+//! The arithmetic goes through [`exact`], which computes the common small operands in integers
+//! and still yields the very `Decimal` (value, scale and sign) that `rust_decimal` would.
 
 use std::collections::VecDeque;
 
@@ -69,6 +72,156 @@ pub enum FillError {
 pub const MAX_FILL_QTY: Qty = 1_000_000_000_000;
 pub const MAX_FILL_PRICE: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
 
+/// `MAX_FILL_PRICE × 10^s` for every scale `s`: `|d| > MAX_FILL_PRICE` is then one integer
+/// comparison of `d`'s mantissa.
+const MAX_FILL_PRICE_AT_SCALE: [u128; 29] = {
+    assert!(MAX_FILL_PRICE.scale() == 0);
+    let mut t = [MAX_FILL_PRICE.mantissa().unsigned_abs(); 29];
+    let mut s = 1;
+    while s < 29 {
+        t[s] = t[s - 1] * 10;
+        s += 1;
+    }
+    t
+};
+
+/// `|d| > MAX_FILL_PRICE`, exactly as the `Decimal` comparison answers it.
+#[inline]
+fn above_max_fill_price(d: Decimal) -> bool {
+    d.mantissa().unsigned_abs() > MAX_FILL_PRICE_AT_SCALE[d.scale() as usize]
+}
+
+/// `Decimal` arithmetic, bit for bit as `rust_decimal` does it, with an integer fast path.
+///
+/// When the operands' mantissas, aligned to a common scale, and the result fit in an `i64`
+/// (every price, cash balance and P&L a real account produces) the result is computed in
+/// `i64` and assembled directly; `rust_decimal` computes such results exactly too, so value,
+/// scale and sign agree. Zero operands follow
+/// `rust_decimal`'s own rules (`0 ± b` is `±b` at `b`'s scale, `a ± 0` is `a`, a product with
+/// a zero is a scale-0 zero). Anything else (a zero sum, whose sign depends on `rust_decimal`'s
+/// internal path; anything that would overflow an `i64`) returns `None` and the caller
+/// falls back to the `Decimal` operator, so the fast path never changes an answer.
+pub(crate) mod exact {
+    use rust_decimal::Decimal;
+
+    /// 10^k, for aligning scales.
+    const POW10: [i64; 19] = {
+        let mut t = [1i64; 19];
+        let mut k = 1;
+        while k < 19 {
+            t[k] = t[k - 1] * 10;
+            k += 1;
+        }
+        t
+    };
+
+    /// The signed mantissa and scale of `d`, when the mantissa fits in an `i64`.
+    #[inline(always)]
+    fn parts(d: Decimal) -> Option<(i64, u32)> {
+        let u = d.unpack();
+        if u.hi != 0 || u.mid > i32::MAX as u32 {
+            return None;
+        }
+        let mag = (u64::from(u.mid) << 32 | u64::from(u.lo)) as i64;
+        Some((if u.negative { -mag } else { mag }, u.scale))
+    }
+
+    /// `m` must be non-zero (a zero would need `rust_decimal`'s choice of scale and sign).
+    #[inline(always)]
+    fn build(m: i64, scale: u32) -> Decimal {
+        let mag = m.unsigned_abs();
+        Decimal::from_parts(mag as u32, (mag >> 32) as u32, 0, m < 0, scale)
+    }
+
+    #[inline(always)]
+    fn add_sub(a: Decimal, b: Decimal, subtract: bool) -> Option<Decimal> {
+        let (ma, sa) = parts(a)?;
+        let (mb, sb) = parts(b)?;
+        if ma == 0 {
+            return Some(if subtract && mb != 0 { -b } else { b });
+        }
+        if mb == 0 {
+            return Some(a);
+        }
+        let mb = if subtract { mb.checked_neg()? } else { mb };
+        let r = if sa == sb {
+            ma.checked_add(mb)?
+        } else if sa > sb {
+            ma.checked_add(mb.checked_mul(*POW10.get((sa - sb) as usize)?)?)?
+        } else {
+            ma.checked_mul(*POW10.get((sb - sa) as usize)?)?
+                .checked_add(mb)?
+        };
+        (r != 0).then(|| build(r, sa.max(sb)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add_slow(a: Decimal, b: Decimal) -> Decimal {
+        a + b
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sub_slow(a: Decimal, b: Decimal) -> Decimal {
+        a - b
+    }
+
+    /// `a + b`.
+    #[inline]
+    pub fn add(a: Decimal, b: Decimal) -> Decimal {
+        add_sub(a, b, false).unwrap_or_else(|| add_slow(a, b))
+    }
+
+    /// `a − b`.
+    #[inline]
+    pub fn sub(a: Decimal, b: Decimal) -> Decimal {
+        add_sub(a, b, true).unwrap_or_else(|| sub_slow(a, b))
+    }
+
+    #[inline(always)]
+    fn mul_int_fast(a: Decimal, q: i64) -> Option<Decimal> {
+        let (m, scale) = parts(a)?;
+        if m == 0 || q == 0 {
+            return Some(Decimal::ZERO);
+        }
+        Some(build(m.checked_mul(q)?, scale))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn mul_int_slow(a: Decimal, q: i64) -> Decimal {
+        a * Decimal::from(q)
+    }
+
+    /// `a × Decimal::from(q)`.
+    #[inline]
+    pub fn mul_int(a: Decimal, q: i64) -> Decimal {
+        mul_int_fast(a, q).unwrap_or_else(|| mul_int_slow(a, q))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn div_int_slow(a: Decimal, q: i64) -> Decimal {
+        a / Decimal::from(q)
+    }
+
+    /// `a ÷ Decimal::from(q)` for `q ≠ 0`. An exact quotient keeps `a`'s scale, as
+    /// `rust_decimal` leaves it; an inexact one is `rust_decimal`'s to round.
+    #[inline]
+    pub fn div_int(a: Decimal, q: i64) -> Decimal {
+        if let Some((m, scale)) = parts(a) {
+            if m == 0 {
+                return Decimal::ZERO;
+            }
+            if m.checked_rem(q) == Some(0) {
+                return build(m / q, scale);
+            }
+        }
+        div_int_slow(a, q)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 struct SymState {
     /// Cached Σ lot.qty.
@@ -76,6 +229,9 @@ struct SymState {
     /// Cached Σ lot.qty × lot.price (signed cost basis), so valuing an unmarked position
     /// needs no division.
     cost: Money,
+    /// Cached `cost / qty` (0 when flat), recomputed when the lots change, so reading a
+    /// position needs no division either.
+    avg_cost: Price,
     lots: VecDeque<Lot>,
     mark: Option<Price>,
 }
@@ -140,14 +296,18 @@ impl Ledger {
                 max: MAX_FILL_QTY,
             });
         }
-        if fill.price < Decimal::ZERO || fill.price > MAX_FILL_PRICE {
+        // Integer forms of `price < 0 || price > MAX_FILL_PRICE` and `|commission| >
+        // MAX_FILL_PRICE`: a negative zero is not below zero.
+        if (fill.price.is_sign_negative() && !fill.price.is_zero())
+            || above_max_fill_price(fill.price)
+        {
             return Err(FillError::BadPrice {
                 exec_id: exec_id(),
                 price: fill.price,
                 max: MAX_FILL_PRICE,
             });
         }
-        if fill.commission.abs() > MAX_FILL_PRICE {
+        if above_max_fill_price(fill.commission) {
             return Err(FillError::BadCommission {
                 exec_id: exec_id(),
                 commission: fill.commission,
@@ -189,6 +349,7 @@ impl Ledger {
         let mut closed = 0;
         // Close lots on the other side, oldest first.
         while remaining > 0 {
+            let last = st.lots.len() == 1;
             let Some(front) = st.lots.front_mut() else {
                 break;
             };
@@ -198,12 +359,19 @@ impl Ledger {
             let take = remaining.min(front.qty.abs());
             // A closed long earns (price − lot price) per share; a covered short the reverse.
             let signed_closed = take * front.qty.signum();
-            let q = Decimal::from(signed_closed);
-            realized += (price - front.price) * q;
-            st.cost -= front.price * q;
+            realized = exact::add(
+                realized,
+                exact::mul_int(exact::sub(price, front.price), signed_closed),
+            );
+            let emptied = front.qty == signed_closed;
+            // Closing the last lot with nothing left to open resets the cost basis below, so
+            // its cost arithmetic would be thrown away.
+            if !(emptied && last && take == remaining) {
+                st.cost = exact::sub(st.cost, exact::mul_int(front.price, signed_closed));
+            }
             st.qty -= signed_closed;
             front.qty -= signed_closed;
-            if front.qty == 0 {
+            if emptied {
                 st.lots.pop_front();
             }
             remaining -= take;
@@ -217,18 +385,21 @@ impl Ledger {
                 price,
                 ts: fill.ts,
             });
-            st.cost += price * Decimal::from(signed);
+            st.cost = exact::add(st.cost, exact::mul_int(price, signed));
             st.qty += signed;
         }
         if st.lots.is_empty() {
             // Exact anyway; reset so no residue of scale lingers.
             st.cost = Decimal::ZERO;
+            st.avg_cost = Decimal::ZERO;
+        } else {
+            st.avg_cost = exact::div_int(st.cost, st.qty);
         }
         let position_after = st.qty;
 
-        self.cash += fill.cash_flow();
-        self.commissions += fill.commission;
-        self.lot_pnl += realized;
+        self.cash = exact::add(self.cash, fill.cash_flow());
+        self.commissions = exact::add(self.commissions, fill.commission);
+        self.lot_pnl = exact::add(self.lot_pnl, realized);
 
         if was_flat != (position_after == 0) {
             match self.open.binary_search(&idx) {
@@ -241,15 +412,18 @@ impl Ledger {
         }
 
         if closed > 0 {
-            let pnl = realized - fill.commission;
+            let pnl = exact::sub(realized, fill.commission);
             let s = &mut self.stats;
             s.trades += 1;
-            if pnl > Decimal::ZERO {
-                s.wins += 1;
-                s.gross_win += pnl;
-            } else if pnl < Decimal::ZERO {
-                s.losses += 1;
-                s.gross_loss -= pnl;
+            // Sign tests stand for `pnl > 0` / `pnl < 0`; a negative zero is neither.
+            if !pnl.is_zero() {
+                if pnl.is_sign_positive() {
+                    s.wins += 1;
+                    s.gross_win = exact::add(s.gross_win, pnl);
+                } else {
+                    s.losses += 1;
+                    s.gross_loss = exact::sub(s.gross_loss, pnl);
+                }
             }
         }
 
@@ -291,7 +465,7 @@ impl Ledger {
 
     /// Σ FIFO lot P&L − Σ all commissions (including those of fills that only opened).
     pub fn realized(&self) -> Money {
-        self.lot_pnl - self.commissions
+        exact::sub(self.lot_pnl, self.commissions)
     }
 
     /// Σ FIFO lot P&L of closed quantity, before commissions.
@@ -338,16 +512,11 @@ impl Ledger {
                 mark: Decimal::ZERO,
             };
         };
-        let avg_cost = if st.qty == 0 {
-            Decimal::ZERO
-        } else {
-            st.cost / Decimal::from(st.qty)
-        };
         Position {
             symbol: sym,
             qty: st.qty,
-            avg_cost,
-            mark: st.mark.unwrap_or(avg_cost),
+            avg_cost: st.avg_cost,
+            mark: st.mark.unwrap_or(st.avg_cost),
         }
     }
 
@@ -379,6 +548,7 @@ impl Ledger {
 mod tests {
     use super::*;
     use crate::types::{ClientOrderId, ExecId, Side};
+    use proptest::prelude::*;
     use rust_decimal_macros::dec;
 
     const A: SymbolId = SymbolId(0);
@@ -624,5 +794,348 @@ mod tests {
         ));
         l.mark(A, Decimal::MAX);
         let _ = (l.equity(), l.unrealized(), l.gross_exposure());
+    }
+
+    /// A `Decimal` of any shape: small and huge mantissas, every scale, and negative zeros.
+    fn any_dec() -> impl Strategy<Value = Decimal> {
+        let mantissa = prop_oneof![
+            3 => -10_000i128..10_000,
+            3 => any::<i64>().prop_map(i128::from),
+            1 => (any::<u128>(), any::<bool>())
+                .prop_map(|(m, neg)| {
+                    let m = (m % (1u128 << 96)) as i128;
+                    if neg { -m } else { m }
+                }),
+        ];
+        (mantissa, 0u32..=28, any::<bool>()).prop_map(|(m, scale, neg_zero)| {
+            let mut d = Decimal::from_i128_with_scale(m, scale);
+            if m == 0 && neg_zero {
+                d.set_sign_negative(true);
+            }
+            d
+        })
+    }
+
+    fn any_int() -> impl Strategy<Value = i64> {
+        prop_oneof![-1_000i64..1_000, any::<i64>(), Just(i64::MIN), Just(0)]
+    }
+
+    /// Bit for bit: value, scale and sign (so `-0` and `0.00` are told apart).
+    fn bits(d: Option<Decimal>) -> Option<[u8; 16]> {
+        d.map(|d| d.serialize())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Every fast path returns exactly what the `Decimal` operator returns.
+        #[test]
+        fn exact_ops_equal_decimal_ops(a in any_dec(), b in any_dec(), q in any_int()) {
+            if let Some(r) = a.checked_add(b) {
+                prop_assert_eq!(bits(Some(exact::add(a, b))), bits(Some(r)));
+            }
+            if let Some(r) = a.checked_sub(b) {
+                prop_assert_eq!(bits(Some(exact::sub(a, b))), bits(Some(r)));
+            }
+            let qd = Decimal::from(q);
+            if let Some(r) = a.checked_mul(qd) {
+                prop_assert_eq!(bits(Some(exact::mul_int(a, q))), bits(Some(r)));
+            }
+            if q != 0 {
+                if let Some(r) = a.checked_div(qd) {
+                    prop_assert_eq!(bits(Some(exact::div_int(a, q))), bits(Some(r)));
+                }
+            }
+            prop_assert_eq!(above_max_fill_price(a), a.abs() > MAX_FILL_PRICE);
+        }
+
+        /// Bounds right at the edge of `MAX_FILL_PRICE`, at every scale.
+        #[test]
+        fn max_fill_price_edge(scale in 0u32..=28, delta in -3i128..=3) {
+            let Some(m) = 1_000_000_000i128.checked_mul(10i128.pow(scale)) else { return Ok(()) };
+            if let Ok(d) = Decimal::try_from_i128_with_scale(m + delta, scale) {
+                prop_assert_eq!(above_max_fill_price(d), d.abs() > MAX_FILL_PRICE);
+                prop_assert_eq!(above_max_fill_price(-d), d.abs() > MAX_FILL_PRICE);
+            }
+        }
+
+        /// The ledger answers, field by field and scale by scale, as the plain `Decimal`
+        /// ledger it replaced: random fills (huge, tiny, many decimals, zero prices and
+        /// commissions, shorts, fills crossing through zero) and marks.
+        #[test]
+        fn ledger_equals_decimal_reference(ops in prop::collection::vec(ref_op(), 1..40)) {
+            let mut fast = Ledger::new(2, dec!(100000.00));
+            let mut slow = RefLedger::new(2, dec!(100000.00));
+            for (t, op) in ops.into_iter().enumerate() {
+                match op {
+                    RefOp::Fill { sym, buy, qty, price, comm } => {
+                        let side = if buy { Side::Buy } else { Side::Sell };
+                        let f = fill(SymbolId(sym), side, qty, price, comm, t as i64);
+                        let got = fast.try_apply_fill(&f);
+                        let want = slow.try_apply_fill(&f);
+                        prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+                    }
+                    RefOp::Mark { sym, price } => {
+                        fast.mark(SymbolId(sym), price);
+                        slow.mark(SymbolId(sym), price);
+                    }
+                }
+                prop_assert_eq!(format!("{:?}", slow.summary()), format!("{:?}", summary(&fast)));
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum RefOp {
+        Fill {
+            sym: u16,
+            buy: bool,
+            qty: Qty,
+            price: Decimal,
+            comm: Decimal,
+        },
+        Mark {
+            sym: u16,
+            price: Decimal,
+        },
+    }
+
+    fn price() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            4 => (1i64..10_000, 0u32..3).prop_map(|(m, s)| Decimal::new(m, s)),
+            2 => (0i64..1_000_000_000_000, 0u32..12).prop_map(|(m, s)| Decimal::new(m, s)),
+            1 => (0i64..=1_000_000_000, 0u32..=28).prop_map(|(m, s)| Decimal::new(m, s)),
+            1 => (1i128..(1i128 << 96), 18u32..=28)
+                .prop_map(|(m, s)| Decimal::from_i128_with_scale(m, s)),
+            1 => Just(Decimal::ZERO),
+            1 => Just(MAX_FILL_PRICE),
+        ]
+    }
+
+    fn ref_op() -> impl Strategy<Value = RefOp> {
+        let qty = prop_oneof![4 => 1i64..300, 1 => 1i64..=MAX_FILL_QTY, 1 => Just(0i64)];
+        let comm = prop_oneof![
+            3 => (0i64..500, 0u32..4).prop_map(|(m, s)| Decimal::new(m, s)),
+            1 => price().prop_map(|p| -p),
+            1 => price(),
+        ];
+        prop_oneof![
+            4 => (0u16..3, any::<bool>(), qty, price(), comm)
+                .prop_map(|(sym, buy, qty, price, comm)| RefOp::Fill { sym, buy, qty, price, comm }),
+            1 => (0u16..3, price()).prop_map(|(sym, price)| RefOp::Mark { sym, price }),
+        ]
+    }
+
+    /// Everything the ledger reports, in `Debug` form.
+    fn summary(l: &Ledger) -> String {
+        let syms = (0..3).map(SymbolId);
+        format!(
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            l.cash(),
+            l.commissions(),
+            l.realized(),
+            l.realized_before_commissions(),
+            l.equity(),
+            l.unrealized(),
+            l.gross_exposure(),
+            l.trade_stats(),
+            syms.clone().map(|s| l.position(s)).collect::<Vec<_>>(),
+            syms.map(|s| l.lots(s).clone()).collect::<Vec<_>>(),
+            l.open_symbols(),
+        )
+    }
+
+    /// The ledger as it was before the integer fast paths: every amount a plain `Decimal`
+    /// operation, `avg_cost` divided on every read.
+    struct RefLedger {
+        syms: Vec<(Qty, Decimal, VecDeque<Lot>, Option<Decimal>)>,
+        open: Vec<usize>,
+        cash: Decimal,
+        commissions: Decimal,
+        lot_pnl: Decimal,
+        stats: TradeStats,
+    }
+
+    impl RefLedger {
+        fn new(n: usize, cash: Decimal) -> Self {
+            RefLedger {
+                syms: vec![(0, Decimal::ZERO, VecDeque::new(), None); n],
+                open: Vec::new(),
+                cash,
+                commissions: Decimal::ZERO,
+                lot_pnl: Decimal::ZERO,
+                stats: TradeStats::default(),
+            }
+        }
+
+        fn grow(&mut self, i: usize) {
+            if i >= self.syms.len() {
+                self.syms
+                    .resize(i + 1, (0, Decimal::ZERO, VecDeque::new(), None));
+            }
+        }
+
+        fn mark(&mut self, sym: SymbolId, p: Decimal) {
+            self.grow(sym.index());
+            self.syms[sym.index()].3 = Some(p);
+        }
+
+        fn try_apply_fill(&mut self, fill: &Fill) -> Result<FillEffect, FillError> {
+            let held = self.syms.get(fill.symbol.index()).map_or(0, |s| s.0);
+            let e = fill.exec_id.0.to_string();
+            if fill.qty <= 0 || fill.qty > MAX_FILL_QTY {
+                return Err(FillError::BadQty {
+                    exec_id: e,
+                    qty: fill.qty,
+                    max: MAX_FILL_QTY,
+                });
+            }
+            if fill.price < Decimal::ZERO || fill.price > MAX_FILL_PRICE {
+                return Err(FillError::BadPrice {
+                    exec_id: e,
+                    price: fill.price,
+                    max: MAX_FILL_PRICE,
+                });
+            }
+            if fill.commission.abs() > MAX_FILL_PRICE {
+                return Err(FillError::BadCommission {
+                    exec_id: e,
+                    commission: fill.commission,
+                });
+            }
+            if held.checked_add(fill.qty).is_none() || held.checked_sub(fill.qty).is_none() {
+                return Err(FillError::PositionOverflow {
+                    exec_id: e,
+                    symbol: fill.symbol.0,
+                });
+            }
+            let (price, side_sign, idx) = (fill.price, fill.side.sign(), fill.symbol.index());
+            self.grow(idx);
+            let (qty, cost, lots, _) = &mut self.syms[idx];
+            let was_flat = *qty == 0;
+            let (mut remaining, mut realized, mut closed) = (fill.qty, Decimal::ZERO, 0);
+            while remaining > 0 {
+                let Some(front) = lots.front_mut() else { break };
+                if front.qty.signum() == side_sign {
+                    break;
+                }
+                let take = remaining.min(front.qty.abs());
+                let signed_closed = take * front.qty.signum();
+                let q = Decimal::from(signed_closed);
+                realized += (price - front.price) * q;
+                *cost -= front.price * q;
+                *qty -= signed_closed;
+                front.qty -= signed_closed;
+                if front.qty == 0 {
+                    lots.pop_front();
+                }
+                remaining -= take;
+                closed += take;
+            }
+            let opened = remaining;
+            if opened > 0 {
+                let signed = opened * side_sign;
+                lots.push_back(Lot {
+                    qty: signed,
+                    price,
+                    ts: fill.ts,
+                });
+                *cost += price * Decimal::from(signed);
+                *qty += signed;
+            }
+            if lots.is_empty() {
+                *cost = Decimal::ZERO;
+            }
+            let position_after = *qty;
+            let notional = fill.price * Decimal::from(fill.qty);
+            self.cash += match fill.side {
+                Side::Buy => -notional - fill.commission,
+                Side::Sell => notional - fill.commission,
+            };
+            self.commissions += fill.commission;
+            self.lot_pnl += realized;
+            if was_flat != (position_after == 0) {
+                match self.open.binary_search(&idx) {
+                    Ok(p) if position_after == 0 => {
+                        self.open.remove(p);
+                    }
+                    Err(p) if position_after != 0 => self.open.insert(p, idx),
+                    _ => {}
+                }
+            }
+            if closed > 0 {
+                let pnl = realized - fill.commission;
+                let s = &mut self.stats;
+                s.trades += 1;
+                if pnl > Decimal::ZERO {
+                    s.wins += 1;
+                    s.gross_win += pnl;
+                } else if pnl < Decimal::ZERO {
+                    s.losses += 1;
+                    s.gross_loss -= pnl;
+                }
+            }
+            Ok(FillEffect {
+                realized,
+                closed_qty: closed,
+                opened_qty: opened,
+                position_after,
+            })
+        }
+
+        fn value(&self, i: usize) -> Decimal {
+            let (qty, cost, _, mark) = &self.syms[i];
+            match mark {
+                Some(m) => m.saturating_mul(Decimal::from(*qty)),
+                None => *cost,
+            }
+        }
+
+        fn summary(&self) -> String {
+            let equity = self
+                .open
+                .iter()
+                .fold(self.cash, |acc, &i| acc.saturating_add(self.value(i)));
+            let unrealized = self.open.iter().fold(Decimal::ZERO, |acc, &i| {
+                acc.saturating_add(self.value(i).saturating_sub(self.syms[i].1))
+            });
+            let gross = self.open.iter().fold(Decimal::ZERO, |acc, &i| {
+                acc.saturating_add(self.value(i).abs())
+            });
+            let positions: Vec<_> = (0..3u16)
+                .map(|s| {
+                    let (qty, cost, _, mark) =
+                        self.syms.get(s as usize).cloned().unwrap_or_default();
+                    let avg_cost = if qty == 0 {
+                        Decimal::ZERO
+                    } else {
+                        cost / Decimal::from(qty)
+                    };
+                    Position {
+                        symbol: SymbolId(s),
+                        qty,
+                        avg_cost,
+                        mark: mark.unwrap_or(avg_cost),
+                    }
+                })
+                .collect();
+            let lots: Vec<_> = (0..3usize)
+                .map(|s| self.syms.get(s).map(|x| x.2.clone()).unwrap_or_default())
+                .collect();
+            format!(
+                "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+                self.cash,
+                self.commissions,
+                self.lot_pnl - self.commissions,
+                self.lot_pnl,
+                equity,
+                unrealized,
+                gross,
+                self.stats,
+                positions,
+                lots,
+                self.open,
+            )
+        }
     }
 }

@@ -377,10 +377,11 @@ pub struct Fill {
 impl Fill {
     /// The cash this fill moves: negative for a buy, positive for a sell, commission included.
     pub fn cash_flow(&self) -> Money {
-        let notional = self.price * Decimal::from(self.qty);
+        use crate::ledger::exact;
+        let notional = exact::mul_int(self.price, self.qty);
         match self.side {
-            Side::Buy => -notional - self.commission,
-            Side::Sell => notional - self.commission,
+            Side::Buy => exact::sub(-notional, self.commission),
+            Side::Sell => exact::sub(notional, self.commission),
         }
     }
 }
