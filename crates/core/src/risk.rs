@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::Checks;
 use crate::events::StateCause;
+use crate::indicators::exact_sma::fx;
 use crate::types::{Money, OrderPurpose, Price, Qty, Side, SymbolId, TradingState, Ts};
 
 /// Each check the gate runs, named so refusals can be counted by check.
@@ -337,17 +338,104 @@ pub struct RiskContext {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RiskGate {
     limits: RiskLimits,
-}
-
-/// Values every check needs, computed once per order.
-struct Prepared {
-    /// qty × price, saturating at `Decimal::MAX`.
-    notional: Money,
-    /// The position after the order fills, signed.
-    position_after: Qty,
+    /// `limits` in fixed point, derived once in [`RiskGate::new`] (the limits never change
+    /// after it); `None` when one of them does not fit, and every check runs in `Decimal`.
+    fixed: Option<FixedLimits>,
 }
 
 const NANOS: i128 = Ts::NANOS_PER_SEC as i128;
+
+/// 10^8: one unit at the `fx` scale, and the factor from scale 8 to scale 16.
+pub(crate) const E8: i128 = 100_000_000;
+
+/// Decimal mantissas are below 2^96. A product or sum of `fx` values whose magnitude at its
+/// fixed scale (8 or 16) is below this was computed exactly by the `Decimal` path too, since
+/// its mantissa at the natural scale is no larger; above it `Decimal` may have rounded, so the
+/// fast path hands the order to that path instead of guessing.
+const EXACT: i128 = 1 << 96;
+
+pub(crate) fn exact(v: i128) -> Option<i128> {
+    (v.unsigned_abs() < EXACT as u128).then_some(v)
+}
+
+const fn bit(check: RiskCheck) -> u16 {
+    1 << check as u16
+}
+
+/// `check`'s [`bit`] when it failed, else 0: masks are these or'd together.
+const fn bit_if(check: RiskCheck, failed: bool) -> u16 {
+    (failed as u16) << check as u16
+}
+
+/// The money limits as integers of 10^-8 (fractions too: 0.02 is 2,000,000).
+///
+/// With them [`RiskGate::check`] decides the money checks in `i128` on the common path and
+/// computes the `Decimal` numbers of a refusal only for a check that fails, so a verdict and
+/// its reason are the same as the `Decimal` path's, bit for bit, at a fraction of the cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FixedLimits {
+    max_position_pct: i128,
+    max_order_notional: i128,
+    max_daily_notional: i128,
+    daily_loss_pct: i128,
+    max_drawdown_pct: i128,
+    max_leverage: i128,
+    max_price_move_pct: i128,
+}
+
+impl FixedLimits {
+    fn new(l: &RiskLimits) -> Option<Self> {
+        let f = |d: Decimal| fx(d).map(i128::from);
+        Some(FixedLimits {
+            max_position_pct: f(l.max_position_pct)?,
+            max_order_notional: f(l.max_order_notional)?,
+            max_daily_notional: f(l.max_daily_notional)?,
+            daily_loss_pct: f(l.daily_loss_pct)?,
+            max_drawdown_pct: f(l.max_drawdown_pct)?,
+            max_leverage: f(l.max_leverage)?,
+            max_price_move_pct: f(l.max_price_move_pct)?,
+        })
+    }
+
+    /// The money checks a validated entry fails, as a mask of [`bit`]s; `None` when a number
+    /// does not fit the fixed scale exactly (see [`EXACT`]), and the caller decides in
+    /// `Decimal`. Each comparison mirrors one in [`RiskGate::entry_check`], at scale 8 or 16.
+    fn breaches(&self, o: &OrderCheck, c: &RiskContext, position_after: Qty) -> Option<u16> {
+        let f = |d: Decimal| fx(d).map(i128::from);
+        let price = f(o.price)?;
+        let (equity, cash, sod, peak) = (
+            f(c.equity)?,
+            f(c.cash)?,
+            f(c.start_of_day_equity)?,
+            f(c.peak_equity)?,
+        );
+        let notional = exact(i128::from(o.qty) * price)?;
+        let held = exact(i128::from(position_after.saturating_abs()) * price)?;
+        let daily = exact(f(c.daily_notional)? + notional)?;
+        let gross = exact(f(c.gross_exposure)? + notional)?;
+        let moved = match c.prev_close {
+            Some(prev) => {
+                let prev = f(prev)?;
+                (price - prev).abs() * E8 > exact(self.max_price_move_pct * prev)?
+            }
+            None => false,
+        };
+        let cash_short = o.side == Side::Buy && self.max_leverage <= E8 && notional > cash;
+        let position = held * E8 > exact(self.max_position_pct * equity)?;
+        let daily_loss = (sod - equity) * E8 >= exact(self.daily_loss_pct * sod)?;
+        let drawdown = (peak - equity) * E8 >= exact(self.max_drawdown_pct * peak)?;
+        let leverage = gross * E8 > exact(self.max_leverage * equity)? || cash_short;
+        Some(
+            bit_if(RiskCheck::PositionSize, position)
+                | bit_if(RiskCheck::OrderNotional, notional > self.max_order_notional)
+                | bit_if(RiskCheck::DailyNotional, daily > self.max_daily_notional)
+                | bit_if(RiskCheck::DailyLoss, daily_loss)
+                | bit_if(RiskCheck::Drawdown, drawdown)
+                | bit_if(RiskCheck::Leverage, leverage)
+                | bit_if(RiskCheck::ImplausiblePrice, moved),
+        )
+    }
+}
 
 /// `a × b`, saturating instead of overflowing: inputs come from data, and a panic in the
 /// gate would take the engine down.
@@ -366,6 +454,17 @@ fn sat_add(a: Decimal, b: Decimal) -> Decimal {
     } else {
         Decimal::MAX
     })
+}
+
+/// `d <= 0`, from the sign bit and mantissa alone: the same answer as `Decimal`'s comparison
+/// with zero, which the gate asks of every input, without its dispatch.
+fn non_positive(d: Decimal) -> bool {
+    d.is_zero() || d.is_sign_negative()
+}
+
+/// `d < 0`, as [`non_positive`].
+fn negative(d: Decimal) -> bool {
+    !d.is_zero() && d.is_sign_negative()
 }
 
 fn ratio_f64(num: Decimal, den: Decimal) -> f64 {
@@ -390,7 +489,8 @@ impl RiskGate {
     ];
 
     pub fn new(limits: RiskLimits) -> Self {
-        RiskGate { limits }
+        let fixed = FixedLimits::new(&limits);
+        RiskGate { limits, fixed }
     }
 
     pub fn limits(&self) -> &RiskLimits {
@@ -418,7 +518,7 @@ impl RiskGate {
             return Verdict::Approved;
         }
         let entry = order.purpose.is_entry();
-        let prep = match self.validate(order, ctx, entry) {
+        let position_after = match self.validate(order, ctx, entry) {
             Ok(p) => p,
             Err(field) => {
                 let reason = RefuseReason::InvalidInput { field };
@@ -439,13 +539,34 @@ impl RiskGate {
         } else {
             &Self::EXIT_ORDER
         };
+        // The checks that may fail, when the fixed-point path can tell: the money checks it
+        // cannot clear and the others that fail. A check outside the mask passes without
+        // `Decimal` arithmetic; one inside gets its verdict and reason from `entry_check`.
+        let candidates = match &self.fixed {
+            Some(f) if entry => f
+                .breaches(order, ctx, position_after)
+                .map(|m| m | self.plain_fails(order, ctx, position_after)),
+            _ => None,
+        };
+        if let (Some(mut m), None) = (candidates, record.as_deref()) {
+            // Bits ascend in `ENTRY_ORDER`, so the first real failure is the verdict.
+            while let Some(&check) = RiskCheck::ALL.get(m.trailing_zeros() as usize) {
+                if let Some(reason) = self.entry_check(check, order, ctx, position_after) {
+                    return Verdict::Refused { check, reason };
+                }
+                m &= m - 1;
+            }
+            return Verdict::Approved;
+        }
         let mut verdict = Verdict::Approved;
         // Index 0 is InvalidInput in both lists, done above.
         for &check in list.iter().skip(1) {
-            let failed = if entry {
-                self.entry_check(check, order, ctx, &prep)
-            } else {
+            let failed = if !entry {
                 Self::exit_check(check, order, ctx)
+            } else if candidates.is_some_and(|m| m & bit(check) == 0) {
+                None
+            } else {
+                self.entry_check(check, order, ctx, position_after)
             };
             match (failed, record.as_deref_mut()) {
                 (None, Some(r)) => r.push(check, CheckOutcome::Pass),
@@ -462,18 +583,36 @@ impl RiskGate {
         verdict
     }
 
-    /// Names the first input the checks cannot work with.
-    fn validate(
-        &self,
-        o: &OrderCheck,
-        c: &RiskContext,
-        entry: bool,
-    ) -> Result<Prepared, &'static str> {
-        let zero = Decimal::ZERO;
+    /// The checks other than the money ones that an entry fails, as a mask of [`bit`]s: the
+    /// conditions of [`Self::entry_check`] without the reasons.
+    fn plain_fails(&self, o: &OrderCheck, c: &RiskContext, position_after: Qty) -> u16 {
+        let l = &self.limits;
+        let since = |t: Ts| i128::from(o.now.0) - i128::from(t.0);
+        let wait = i128::from(l.reentry_cooldown_secs) * NANOS;
+        let max_age = i128::from(l.max_price_age_bars) * i128::from(c.bar_interval_secs) * NANOS;
+        let cooling = c.last_exit.is_some_and(|t| since(t) < wait);
+        let stale = c.last_price_ts.is_none_or(|t| since(t) > max_age);
+        bit_if(RiskCheck::TradingState, c.state != TradingState::Active)
+            | bit_if(
+                RiskCheck::OpenPositions,
+                c.position_qty == 0 && c.open_positions >= l.max_open_positions,
+            )
+            | bit_if(
+                RiskCheck::ShortSelling,
+                o.side == Side::Sell && position_after < 0 && !l.allow_short,
+            )
+            | bit_if(RiskCheck::PendingOrder, c.pending_order)
+            | bit_if(RiskCheck::Cooldown, cooling)
+            | bit_if(RiskCheck::StalePrice, stale)
+    }
+
+    /// Names the first input the checks cannot work with; else the position after the order
+    /// fills, signed.
+    fn validate(&self, o: &OrderCheck, c: &RiskContext, entry: bool) -> Result<Qty, &'static str> {
         if o.qty <= 0 {
             return Err("qty");
         }
-        if o.price <= zero {
+        if non_positive(o.price) {
             return Err("price");
         }
         let position_after = c
@@ -489,32 +628,29 @@ impl RiskGate {
                 return Err("side");
             }
         } else {
-            if c.equity <= zero {
+            if non_positive(c.equity) {
                 return Err("equity");
             }
-            if c.start_of_day_equity <= zero {
+            if non_positive(c.start_of_day_equity) {
                 return Err("start_of_day_equity");
             }
-            if c.peak_equity <= zero {
+            if non_positive(c.peak_equity) {
                 return Err("peak_equity");
             }
-            if c.gross_exposure < zero {
+            if negative(c.gross_exposure) {
                 return Err("gross_exposure");
             }
-            if c.daily_notional < zero {
+            if negative(c.daily_notional) {
                 return Err("daily_notional");
             }
             if c.bar_interval_secs <= 0 {
                 return Err("bar_interval_secs");
             }
-            if matches!(c.prev_close, Some(p) if p <= zero) {
+            if c.prev_close.is_some_and(non_positive) {
                 return Err("prev_close");
             }
         }
-        Ok(Prepared {
-            notional: sat_mul(Decimal::from(o.qty), o.price),
-            position_after,
-        })
+        Ok(position_after)
     }
 
     fn exit_check(check: RiskCheck, o: &OrderCheck, c: &RiskContext) -> Option<RefuseReason> {
@@ -537,9 +673,11 @@ impl RiskGate {
         check: RiskCheck,
         o: &OrderCheck,
         c: &RiskContext,
-        p: &Prepared,
+        position_after: Qty,
     ) -> Option<RefuseReason> {
         let l = &self.limits;
+        // qty × price, saturating at `Decimal::MAX`.
+        let notional = || sat_mul(Decimal::from(o.qty), o.price);
         let over = |value: Money, limit: Money| {
             (value > limit).then_some(RefuseReason::OverLimit { value, limit })
         };
@@ -550,7 +688,7 @@ impl RiskGate {
                 (c.state != TradingState::Active).then_some(RefuseReason::State { state: c.state })
             }
             RiskCheck::PositionSize => {
-                let shares = Decimal::from(p.position_after.saturating_abs());
+                let shares = Decimal::from(position_after.saturating_abs());
                 over(
                     sat_mul(shares, o.price),
                     sat_mul(l.max_position_pct, c.equity),
@@ -562,9 +700,9 @@ impl RiskGate {
                     value: c.open_positions.saturating_add(1),
                     limit: l.max_open_positions,
                 }),
-            RiskCheck::OrderNotional => over(p.notional, l.max_order_notional),
+            RiskCheck::OrderNotional => over(notional(), l.max_order_notional),
             RiskCheck::DailyNotional => {
-                over(sat_add(c.daily_notional, p.notional), l.max_daily_notional)
+                over(sat_add(c.daily_notional, notional()), l.max_daily_notional)
             }
             RiskCheck::DailyLoss => {
                 let loss = c.start_of_day_equity - c.equity;
@@ -576,18 +714,19 @@ impl RiskGate {
                 .drawdown_breach(c.equity, c.peak_equity)
                 .map(|(value, limit)| RefuseReason::RatioOverLimit { value, limit }),
             RiskCheck::Leverage => {
-                let gross = sat_add(c.gross_exposure, p.notional);
+                let notional = notional();
+                let gross = sat_add(c.gross_exposure, notional);
                 over(gross, sat_mul(l.max_leverage, c.equity)).or_else(|| {
                     // Without leverage a buy must be paid for in cash; with it, margin may.
                     if o.side == Side::Buy && l.max_leverage <= Decimal::ONE {
-                        over(p.notional, c.cash)
+                        over(notional, c.cash)
                     } else {
                         None
                     }
                 })
             }
             RiskCheck::ShortSelling => {
-                (o.side == Side::Sell && p.position_after < 0 && !l.allow_short)
+                (o.side == Side::Sell && position_after < 0 && !l.allow_short)
                     .then_some(RefuseReason::ShortingDisabled)
             }
             RiskCheck::PendingOrder => c.pending_order.then_some(RefuseReason::OrderPending),
@@ -1445,5 +1584,227 @@ mod tests {
             bad.validate().map_err(|e| e.to_string()),
             Err("risk.daily_loss_pct must be in (0, 1)".to_string())
         );
+    }
+}
+
+#[cfg(test)]
+mod fast_path_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Decimals from every regime: small ones that tie with limits, money at up to 8 places,
+    /// and rarely (so that most cases reach the fast path) `i64` mantissas with up to 12
+    /// places (past the fixed scale), full 96-bit mantissas at any scale (past `EXACT`) and
+    /// the extremes.
+    fn any_dec() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            20 => (-5i64..300, 0u32..3).prop_map(|(m, s)| Decimal::new(m, s)),
+            20 => (0i64..1_000_000_000, 0u32..=8).prop_map(|(m, s)| Decimal::new(m, s)),
+            1 => (any::<i64>(), 0u32..=12).prop_map(|(m, s)| Decimal::new(m, s)),
+            1 => (any::<i128>(), 0u32..=28)
+                .prop_map(|(m, s)| Decimal::from_i128_with_scale(m % (1 << 96), s)),
+            1 => prop_oneof![
+                Just(Decimal::ZERO),
+                Just(-Decimal::ZERO),
+                Just(Decimal::MAX),
+                Just(Decimal::MIN),
+                Just(Decimal::new(1, 28)),
+            ],
+        ]
+    }
+
+    /// Mostly positive, as the gate's inputs usually are, so most cases get past validation.
+    fn pos_dec() -> impl Strategy<Value = Decimal> {
+        prop_oneof![19 => any_dec().prop_map(|d| d.abs()), 1 => any_dec()]
+    }
+
+    /// A fraction limit: mostly small, as configured ones are, else anything.
+    fn frac_dec() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            8 => (0i64..2_000, 0u32..=5).prop_map(|(m, s)| Decimal::new(m, s)),
+            1 => pos_dec(),
+        ]
+    }
+
+    fn qty() -> impl Strategy<Value = Qty> {
+        prop_oneof![4 => -3i64..200, 1 => any::<i64>()]
+    }
+
+    fn ts() -> impl Strategy<Value = Option<Ts>> {
+        let now = 1_700_000_000 * Ts::NANOS_PER_SEC;
+        prop::option::weighted(
+            0.9,
+            prop_oneof![
+                (-1_000i64..1_000).prop_map(move |s| Ts(now + s * Ts::NANOS_PER_SEC)),
+                any::<i64>().prop_map(Ts),
+            ],
+        )
+    }
+
+    fn limits() -> impl Strategy<Value = RiskLimits> {
+        (
+            (
+                prop::bool::weighted(0.95),
+                frac_dec(),
+                0u32..30,
+                pos_dec(),
+                pos_dec(),
+            ),
+            (frac_dec(), frac_dec(), frac_dec(), any::<bool>()),
+            (-10i64..1_000, 0u32..5, frac_dec()),
+        )
+            .prop_map(
+                |((en, mpp, mop, mon, mdn), (dlp, mdd, lev, short), (cd, age, mpm))| RiskLimits {
+                    enabled: en,
+                    max_position_pct: mpp,
+                    max_open_positions: mop,
+                    max_order_notional: mon,
+                    max_daily_notional: mdn,
+                    daily_loss_pct: dlp,
+                    max_drawdown_pct: mdd,
+                    max_leverage: lev,
+                    allow_short: short,
+                    reentry_cooldown_secs: cd,
+                    max_price_age_bars: age,
+                    max_price_move_pct: mpm,
+                },
+            )
+    }
+
+    fn order() -> impl Strategy<Value = OrderCheck> {
+        let purpose = prop_oneof![
+            6 => Just(OrderPurpose::Entry),
+            1 => Just(OrderPurpose::SignalExit),
+            1 => Just(OrderPurpose::StopLoss),
+            1 => Just(OrderPurpose::Flatten),
+        ];
+        (any::<bool>(), qty(), pos_dec(), purpose).prop_map(|(buy, qty, price, purpose)| {
+            OrderCheck {
+                symbol: SymbolId(0),
+                side: if buy { Side::Buy } else { Side::Sell },
+                qty,
+                price,
+                purpose,
+                now: Ts(1_700_000_000 * Ts::NANOS_PER_SEC),
+            }
+        })
+    }
+
+    fn context() -> impl Strategy<Value = RiskContext> {
+        let state = prop_oneof![
+            8 => Just(TradingState::Active),
+            1 => Just(TradingState::ReduceOnly),
+            1 => Just(TradingState::Halted),
+        ];
+        (
+            (state, pos_dec(), pos_dec(), pos_dec(), pos_dec()),
+            (
+                qty(),
+                0u32..30,
+                pos_dec(),
+                pos_dec(),
+                prop::bool::weighted(0.2),
+            ),
+            (
+                ts(),
+                ts(),
+                -1i64..120,
+                prop::option::weighted(0.9, pos_dec()),
+            ),
+        )
+            .prop_map(
+                |(
+                    (state, eq, cash, sod, peak),
+                    (pos, open, gross, daily, pending),
+                    (exit, last, bar, prev),
+                )| {
+                    RiskContext {
+                        state,
+                        equity: eq,
+                        cash,
+                        start_of_day_equity: sod,
+                        peak_equity: peak,
+                        position_qty: pos,
+                        open_positions: open,
+                        gross_exposure: gross,
+                        daily_notional: daily,
+                        pending_order: pending,
+                        last_exit: exit,
+                        last_price_ts: last,
+                        bar_interval_secs: bar,
+                        prev_close: prev,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// The fixed-point path gives the `Decimal` path's verdict and records, down to the
+        /// scale of every number in a reason.
+        #[test]
+        fn fast_check_equals_exact(l in limits(), o in order(), c in context()) {
+            let fast = RiskGate::new(l.clone());
+            let exact = RiskGate { limits: l, fixed: None };
+            let v = fast.check(&o, &c, None);
+            prop_assert_eq!(format!("{v:?}"), format!("{:?}", exact.check(&o, &c, None)));
+            let (mut a, mut b) = (Checks::default(), Checks::default());
+            let va = fast.check(&o, &c, Some(&mut a));
+            let vb = exact.check(&o, &c, Some(&mut b));
+            prop_assert_eq!(va, v);
+            prop_assert_eq!(format!("{va:?} {a:?}"), format!("{vb:?} {b:?}"));
+        }
+
+        /// Realistic accounts and orders near every limit: the fast path must decide them
+        /// (not fall back) and agree at the boundaries.
+        #[test]
+        fn fast_check_equals_exact_near_limits(
+            qty in 1i64..60,
+            cents in 9_000i64..11_000,
+            eq_cents in 9_000_000i64..10_100_000,
+            gross in 0i64..10_000_000,
+            daily in 0i64..10_000_000,
+            pos in -30i64..30,
+            prev in 9_000i64..11_000,
+        ) {
+            let d = |c: i64| Decimal::new(c, 2);
+            let o = OrderCheck {
+                symbol: SymbolId(0),
+                side: if pos < 0 { Side::Sell } else { Side::Buy },
+                qty,
+                price: d(cents),
+                purpose: OrderPurpose::Entry,
+                now: Ts(0),
+            };
+            let c = RiskContext {
+                state: TradingState::Active,
+                equity: d(eq_cents),
+                cash: d(eq_cents - gross),
+                start_of_day_equity: d(10_000_000),
+                peak_equity: d(10_050_000),
+                position_qty: pos,
+                open_positions: 1,
+                gross_exposure: d(gross),
+                daily_notional: d(daily),
+                pending_order: false,
+                last_exit: None,
+                last_price_ts: Some(Ts(0)),
+                bar_interval_secs: 60,
+                prev_close: Some(d(prev)),
+            };
+            let l = RiskLimits { allow_short: true, ..RiskLimits::default() };
+            let fast = RiskGate::new(l.clone());
+            prop_assert!(fast.fixed.unwrap().breaches(&o, &c, pos + qty).is_some());
+            let exact = RiskGate { limits: l, fixed: None };
+            prop_assert_eq!(fast.check(&o, &c, None), exact.check(&o, &c, None));
+        }
+    }
+
+    #[test]
+    fn mask_bits_follow_entry_order() {
+        for (i, c) in RiskGate::ENTRY_ORDER.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
     }
 }

@@ -6,7 +6,9 @@ use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde::{Deserialize, Serialize};
 
+use crate::indicators::exact_sma::fx;
 use crate::ledger::TradeStats;
+use crate::risk::{exact, E8};
 use crate::types::{Money, Price, Qty};
 
 /// Sizing modes, chosen in config (`[sizing] mode = "fixed_fraction"`).
@@ -125,6 +127,89 @@ fn half_kelly_shares(stats: &TradeStats, equity: Money, price: Price) -> Qty {
     }
 }
 
+/// The largest dividend (at scale 16: $10^10) and divisor the fixed-point path divides. A
+/// `Decimal` quotient carries about 28 significant digits (at most 28 decimal places), so
+/// below these its rounding error is far under 1/divisor, the least distance from a quotient
+/// that is not whole to the next whole number: its floor is the exact floor.
+const MAX_DIVIDEND: i128 = 10i128.pow(26);
+const MAX_DIVISOR: i128 = 10i128.pow(27);
+
+/// floor(top / bottom) for positive integers at the same scale; `None` past the bounds above.
+fn floor_div(top: i128, bottom: i128) -> Option<Qty> {
+    if top >= MAX_DIVIDEND || bottom >= MAX_DIVISOR {
+        return None;
+    }
+    Qty::try_from(top / bottom).ok()
+}
+
+/// `a × b` when `Decimal` computes it exactly too (see [`exact`]).
+fn mul(a: i128, b: i128) -> Option<i128> {
+    a.checked_mul(b).and_then(exact)
+}
+
+/// [`shares`] of `equity × fraction` at `price`, all at scale 8.
+fn fraction_shares(equity: i128, fraction: i128, price: i128) -> Option<Qty> {
+    let budget = mul(equity, fraction)?;
+    if budget <= 0 {
+        return Some(0);
+    }
+    floor_div(budget, price * E8)
+}
+
+/// [`half_kelly_shares`] at scale 8, step by step the same products.
+fn half_kelly_fixed(stats: &TradeStats, equity: i128, price: i128) -> Option<Qty> {
+    if stats.trades == 0 || stats.wins == 0 || stats.losses == 0 {
+        return Some(0);
+    }
+    let (gw, gl) = (fixed(stats.gross_win)?, fixed(stats.gross_loss)?);
+    if gw <= 0 || gl <= 0 {
+        return Some(0);
+    }
+    let non_wins = i128::from(stats.trades) - i128::from(stats.wins);
+    let losses = i128::from(stats.losses);
+    let edge = exact(mul(gw, losses)? - mul(non_wins, gl)?)?;
+    let num = mul(i128::from(stats.wins), edge)?;
+    if num <= 0 {
+        return Some(0);
+    }
+    let den = mul(mul(i128::from(stats.trades), gw)?, losses)?;
+    floor_div(mul(equity, num)?, mul(mul(den, 2)?, price)?)
+}
+
+fn fixed(d: Decimal) -> Option<i128> {
+    fx(d).map(i128::from)
+}
+
+/// [`size`] for the fraction modes in integers of 10^-8, which return the same share count
+/// for a fraction of `Decimal`'s cost. `None` for the other modes and whenever a number does
+/// not fit exactly; the caller then takes [`size_exact`].
+fn size_fixed(
+    cfg: &SizingConfig,
+    equity: Money,
+    price: Price,
+    stats: &TradeStats,
+    max_fraction: Decimal,
+) -> Option<Qty> {
+    let fraction = match *cfg {
+        SizingConfig::FixedFraction { fraction } => fraction,
+        SizingConfig::HalfKelly { cap_fraction, .. } => cap_fraction,
+        SizingConfig::AtrRisk { .. } | SizingConfig::FixedQty { .. } => return None,
+    };
+    let (equity, price) = (fixed(equity)?, fixed(price)?);
+    if equity <= 0 || price <= 0 {
+        return Some(0);
+    }
+    let capped = fraction_shares(equity, fixed(fraction)?.min(fixed(max_fraction)?), price)?;
+    match *cfg {
+        SizingConfig::HalfKelly { min_trades, .. }
+            if stats.trades >= min_trades && stats.losses != 0 =>
+        {
+            Some(half_kelly_fixed(stats, equity, price)?.min(capped))
+        }
+        _ => Some(capped),
+    }
+}
+
 /// How many shares an entry buys. Never negative; 0 means "do not trade". `max_fraction` is
 /// the position-size limit as a fraction of equity, so a size never fails the risk gate's
 /// position check on its own.
@@ -136,6 +221,19 @@ fn half_kelly_shares(stats: &TradeStats, equity: Money, price: Price) -> Qty {
 ///   [0, min(cap, max_fraction)]; before that, or with no losing trade yet, the cap.
 /// - `FixedQty`: `qty`.
 pub fn size(
+    cfg: &SizingConfig,
+    equity: Money,
+    price: Price,
+    atr: Option<f64>,
+    stats: &TradeStats,
+    max_fraction: Decimal,
+) -> Qty {
+    size_fixed(cfg, equity, price, stats, max_fraction)
+        .unwrap_or_else(|| size_exact(cfg, equity, price, atr, stats, max_fraction))
+}
+
+/// [`size`] in `Decimal`: the reference the fixed-point path must match, and its fallback.
+fn size_exact(
     cfg: &SizingConfig,
     equity: Money,
     price: Price,
@@ -446,5 +544,124 @@ mod tests {
             ff(dec!(2)).validate().unwrap_err().to_string(),
             "sizing.fraction must be in (0, 1]"
         );
+    }
+}
+
+#[cfg(test)]
+mod fast_path_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Decimals from every regime: small ones, money at up to 8 places, and rarely `i64`
+    /// mantissas with up to 12 places, full 96-bit mantissas at any scale and the extremes.
+    fn any_dec() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            10 => (-5i64..300, 0u32..3).prop_map(|(m, s)| Decimal::new(m, s)),
+            10 => (0i64..10_000_000_000_000, 0u32..=8).prop_map(|(m, s)| Decimal::new(m, s)),
+            2 => (any::<i64>(), 0u32..=12).prop_map(|(m, s)| Decimal::new(m, s)),
+            1 => (any::<i128>(), 0u32..=28)
+                .prop_map(|(m, s)| Decimal::from_i128_with_scale(m % (1 << 96), s)),
+            1 => prop_oneof![
+                Just(Decimal::ZERO),
+                Just(Decimal::MAX),
+                Just(Decimal::MIN),
+                Just(Decimal::new(1, 28)),
+            ],
+        ]
+    }
+
+    fn pos_dec() -> impl Strategy<Value = Decimal> {
+        prop_oneof![9 => any_dec().prop_map(|d| d.abs()), 1 => any_dec()]
+    }
+
+    fn frac_dec() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            8 => (-5i64..20_000, 0u32..=6).prop_map(|(m, s)| Decimal::new(m, s)),
+            1 => any_dec(),
+        ]
+    }
+
+    fn config() -> impl Strategy<Value = SizingConfig> {
+        prop_oneof![
+            frac_dec().prop_map(|fraction| SizingConfig::FixedFraction { fraction }),
+            (frac_dec(), 0u32..60).prop_map(|(cap_fraction, min_trades)| {
+                SizingConfig::HalfKelly {
+                    cap_fraction,
+                    min_trades,
+                }
+            }),
+            (frac_dec(), frac_dec()).prop_map(|(risk_fraction, atr_multiple)| {
+                SizingConfig::AtrRisk {
+                    risk_fraction,
+                    atr_multiple,
+                }
+            }),
+            (-3i64..100).prop_map(|qty| SizingConfig::FixedQty { qty }),
+        ]
+    }
+
+    fn trade_stats() -> impl Strategy<Value = TradeStats> {
+        let count = prop_oneof![4 => 0u32..80, 1 => any::<u32>()];
+        (count.clone(), count.clone(), count, pos_dec(), pos_dec()).prop_map(
+            |(trades, wins, losses, gross_win, gross_loss)| TradeStats {
+                trades,
+                wins,
+                losses,
+                gross_win,
+                gross_loss,
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// The fixed-point path sizes exactly as the `Decimal` path.
+        #[test]
+        fn fast_size_equals_exact(
+            cfg in config(),
+            equity in pos_dec(),
+            price in pos_dec(),
+            atr in prop::option::of(0.0f64..10.0),
+            stats in trade_stats(),
+            max_fraction in frac_dec(),
+        ) {
+            prop_assert_eq!(
+                size(&cfg, equity, price, atr, &stats, max_fraction),
+                size_exact(&cfg, equity, price, atr, &stats, max_fraction)
+            );
+        }
+
+        /// Realistic accounts: the fast path must size a fixed fraction itself (and agree,
+        /// whole-share ties included); half-Kelly's larger products may fall back.
+        #[test]
+        fn fast_size_decides_realistic_accounts(
+            cents in 1i64..100_000_000,
+            price_cents in 1i64..1_000_000,
+            fraction in 1i64..=100,
+            trades in 0u32..80,
+            wins in 0u32..80,
+            gross_win in 1i64..10_000_000,
+            gross_loss in 1i64..10_000_000,
+        ) {
+            let stats = TradeStats {
+                trades,
+                wins: wins.min(trades),
+                losses: trades - wins.min(trades),
+                gross_win: Decimal::new(gross_win, 2),
+                gross_loss: Decimal::new(gross_loss, 2),
+            };
+            let (equity, price) = (Decimal::new(cents, 2), Decimal::new(price_cents, 2));
+            let ff = SizingConfig::FixedFraction { fraction: Decimal::new(fraction, 2) };
+            prop_assert_eq!(
+                size_fixed(&ff, equity, price, &stats, dec!(0.5)),
+                Some(size_exact(&ff, equity, price, None, &stats, dec!(0.5)))
+            );
+            let hk = SizingConfig::HalfKelly { cap_fraction: Decimal::new(fraction, 2), min_trades: 30 };
+            prop_assert_eq!(
+                size(&hk, equity, price, None, &stats, dec!(0.5)),
+                size_exact(&hk, equity, price, None, &stats, dec!(0.5))
+            );
+        }
     }
 }
