@@ -134,20 +134,33 @@ fn ib_fixed_fast(shares: u64, price: Price) -> Option<Money> {
     Decimal::try_from_i128_with_scale(i128::try_from(mant).ok()?, scale).ok()
 }
 
+/// 10^0 ..= 10^18: a lookup instead of `pow`'s loop.
+const POW10: [u64; 19] = {
+    let mut t = [1u64; 19];
+    let mut i = 1;
+    while i < t.len() {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
 /// `a > b` for non-negative (mantissa, scale) pairs whose scales are at most 18 and whose
 /// mantissas are below 2^96, so rescaling stays within u128.
 fn greater(a: (u128, u32), b: (u128, u32)) -> bool {
     let s = a.1.max(b.1);
-    a.0 * 10u128.pow(s - a.1) > b.0 * 10u128.pow(s - b.1)
+    let up = |(m, sc): (u128, u32)| m * u128::from(POW10[(s - sc) as usize]);
+    up(a) > up(b)
 }
 
 /// Rounds a non-negative (mantissa, scale) to `dp` places, midpoint away from zero, as
-/// `Decimal::round_dp_with_strategy` does: a scale already at most `dp` is kept.
+/// `Decimal::round_dp_with_strategy` does: a scale already at most `dp` is kept. The scale
+/// is at most `dp` + 18.
 fn round_half_away(mant: u128, scale: u32, dp: u32) -> (u128, u32) {
     if scale <= dp {
         return (mant, scale);
     }
-    let div = 10u64.pow(scale - dp);
+    let div = POW10[(scale - dp) as usize];
     let q = match u64::try_from(mant) {
         // The common case, without a 128-bit division.
         Ok(m) => u128::from(m / div + u64::from(m % div >= div - m % div)),

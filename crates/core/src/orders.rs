@@ -163,6 +163,52 @@ impl std::hash::Hasher for IdHasher {
 
 type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
 
+/// An exec id with its hash, worked out once: the seen set only grows, and growing it
+/// rehashes every member, which then costs a load instead of hashing text again. Equality
+/// is still the id's, so the set stays exact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SeenExec {
+    hash: u64,
+    id: ExecId,
+}
+
+impl SeenExec {
+    fn new(id: ExecId) -> Self {
+        use std::hash::Hasher;
+        let mut h = crate::types::TextHasher::default();
+        h.write(id.as_str().as_bytes());
+        SeenExec {
+            hash: h.finish(),
+            id,
+        }
+    }
+}
+
+impl std::hash::Hash for SeenExec {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Hands a [`SeenExec`]'s stored hash to the table unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+struct StoredHash(u64);
+
+impl std::hash::Hasher for StoredHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; this keeps any other input hashed all the same.
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// All orders in memory, their states, and the exec ids already seen.
 #[derive(Debug, Clone, Default)]
 pub struct OrderManager {
@@ -174,7 +220,7 @@ pub struct OrderManager {
     /// The highest id dropped from memory: an `insert` at or below it is a replay, not a new
     /// intent.
     dropped_up_to: Option<ClientOrderId>,
-    seen: HashSet<ExecId, crate::types::TextBuild>,
+    seen: HashSet<SeenExec, std::hash::BuildHasherDefault<StoredHash>>,
     /// Open orders per symbol, indexed by `SymbolId`.
     open_per_sym: Vec<u32>,
 }
@@ -182,8 +228,13 @@ pub struct OrderManager {
 impl OrderManager {
     /// A manager whose first new id is `ClientOrderId(next_seq)`.
     pub fn new(next_seq: u64) -> Self {
+        // Sized for the orders kept in memory, so a backtest does not rehash them (nor the
+        // first as many exec ids) while it warms up; untouched capacity costs no memory.
         OrderManager {
             next_seq,
+            orders: HashMap::with_capacity_and_hasher(KEEP_CLOSED + 64, IdBuild::default()),
+            closed: VecDeque::with_capacity(KEEP_CLOSED + 1),
+            seen: HashSet::with_capacity_and_hasher(KEEP_CLOSED, Default::default()),
             ..Default::default()
         }
     }
@@ -269,13 +320,11 @@ impl OrderManager {
 
     /// Records an exec id loaded from the store, so a replayed fill is a Duplicate.
     pub fn mark_exec_seen(&mut self, exec: &ExecId) {
-        if !self.seen.contains(exec) {
-            self.seen.insert(exec.clone());
-        }
+        self.seen.insert(SeenExec::new(exec.clone()));
     }
 
     pub fn exec_seen(&self, exec: &ExecId) -> bool {
-        self.seen.contains(exec)
+        self.seen.contains(&SeenExec::new(exec.clone()))
     }
 
     /// Book-keeping after `id` (of `sym`) went from `from` to `to` (the caller set the state
@@ -333,7 +382,7 @@ impl OrderManager {
     /// Applies a fill to its order, once per exec id.
     pub fn on_fill(&mut self, f: &Fill) -> FillOutcome {
         // One probe: `insert` says whether the id was new (an inline id clones for free).
-        if !self.seen.insert(f.exec_id.clone()) {
+        if !self.seen.insert(SeenExec::new(f.exec_id.clone())) {
             return FillOutcome::Duplicate;
         }
         let Some(o) = self.orders.get_mut(&f.order_id) else {

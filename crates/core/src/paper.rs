@@ -5,6 +5,7 @@
 //! symbol, so a bar for a symbol with nothing working costs one length check and two stores
 //! (inlined into the caller; the matching is out of line).
 
+use compact_str::CompactString;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use rust_decimal_macros::dec;
@@ -49,6 +50,9 @@ struct Working {
     remaining: Qty,
     /// Fills so far; numbers the exec ids.
     fills: u32,
+    /// `P-C<order>-1`, the first exec id, written once at placement: most orders fill once,
+    /// and later fills reuse all but its last digit.
+    first_exec: CompactString,
     /// A stop (or stop-limit) has been touched: from now on it is a market (or limit) order.
     triggered: bool,
 }
@@ -129,13 +133,20 @@ impl PaperBroker {
         }
         let i = req.symbol.index();
         self.ensure(i);
-        let mut broker_id = IdText::new();
-        broker_id.push_ascii("P");
-        broker_id.push_u64(req.id.0);
+        // The first exec id `P-C<order>-1` and the broker id `P<order>` share the digits.
+        let mut first = IdText::new();
+        first.push_ascii("P-C");
+        first.push_u64(req.id.0);
+        first.push_ascii("-1");
+        let first = first.as_str();
+        let digits = first.get(3..first.len() - 2).unwrap_or_default();
+        let mut broker_id = String::with_capacity(1 + digits.len());
+        broker_id.push('P');
+        broker_id.push_str(digits);
         out.push(update(
             req.id,
             BrokerStatus::Submitted {
-                broker_id: Some(broker_id.as_str().to_owned()),
+                broker_id: Some(broker_id),
             },
             req.ts,
         ));
@@ -143,6 +154,7 @@ impl PaperBroker {
             req: *req,
             remaining: req.qty,
             fills: 0,
+            first_exec: CompactString::new(first),
             triggered: false,
         };
         if req.kind == OrderKind::Market {
@@ -306,13 +318,16 @@ impl PaperBroker {
         w.fills += 1;
         w.remaining -= qty;
         // `P-C<order>-<k>`: unique across restarts because client order ids are.
-        let mut exec_id = IdText::new();
-        exec_id.push_ascii("P-C");
-        exec_id.push_u64(w.req.id.0);
-        exec_id.push_ascii("-");
-        exec_id.push_u64(u64::from(w.fills));
+        let exec_id = if w.fills == 1 {
+            w.first_exec.clone()
+        } else {
+            let f = w.first_exec.as_str();
+            let mut id = CompactString::new(f.get(..f.len() - 1).unwrap_or_default());
+            push_digits(&mut id, w.fills);
+            id
+        };
         out.push(Event::Fill(Fill {
-            exec_id: ExecId::from(exec_id.as_str()),
+            exec_id: ExecId(exec_id),
             order_id: w.req.id,
             symbol: w.req.symbol,
             side: w.req.side,
@@ -338,6 +353,14 @@ impl PaperBroker {
             .saturating_mul(factor)
             .round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero)
     }
+}
+
+/// Appends the decimal digits of `n`; a fill number is nearly always one digit.
+fn push_digits(s: &mut CompactString, n: u32) {
+    if n >= 10 {
+        push_digits(s, n / 10);
+    }
+    s.push(char::from(b'0' + (n % 10) as u8));
 }
 
 fn update(order_id: ClientOrderId, status: BrokerStatus, ts: Ts) -> Event {
@@ -867,6 +890,15 @@ mod tests {
             fills(&ev).into_iter().map(|f| f.1).collect::<Vec<_>>(),
             vec![1]
         );
+    }
+
+    #[test]
+    fn fill_numbers_past_nine_keep_all_digits() {
+        for n in [0u32, 1, 9, 10, 11, 99, 100, 12345, u32::MAX] {
+            let mut s = CompactString::const_new("P-C7-");
+            push_digits(&mut s, n);
+            assert_eq!(s, format!("P-C7-{n}"));
+        }
     }
 
     #[test]

@@ -444,9 +444,6 @@ impl std::hash::Hasher for TextHasher {
     }
 }
 
-/// `BuildHasher` for [`TextHasher`].
-pub type TextBuild = std::hash::BuildHasherDefault<TextHasher>;
-
 /// One execution of (part of) an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fill {
