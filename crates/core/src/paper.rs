@@ -902,6 +902,36 @@ mod tests {
     }
 
     #[test]
+    fn exec_ids_number_every_fill() {
+        let mut p = PaperBroker::new(
+            PaperConfig {
+                max_volume_pct: Some(dec!(0.0001)),
+                ..cfg(FillPolicy::NextOpen)
+            },
+            1,
+        );
+        let mut ev = Vec::new();
+        p.place(&order(123456, Side::Buy, 12, OrderKind::Market), &mut ev);
+        assert_eq!(
+            statuses(&ev),
+            vec![BrokerStatus::Submitted {
+                broker_id: Some("P123456".into())
+            }]
+        );
+        // One share per bar: volume 10 allows floor(0.001) = 0, raised to 1.
+        for t in 1..=12 {
+            let b = Bar {
+                volume: 10,
+                ..bar(t, dec!(10), dec!(10), dec!(10), dec!(10))
+            };
+            p.on_bar(&b, &mut ev);
+        }
+        let ids: Vec<_> = fills(&ev).into_iter().map(|f| f.0).collect();
+        let want: Vec<_> = (1..=12).map(|k| format!("P-C123456-{k}")).collect();
+        assert_eq!(ids, want);
+    }
+
+    #[test]
     fn triggered_stop_remainder_fills_at_later_opens() {
         let mut p = PaperBroker::new(
             PaperConfig {

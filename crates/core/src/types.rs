@@ -617,6 +617,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Equal ids hash alike (the seen set relies on it) whatever their length, which
+        /// picks the tail reads.
+        #[test]
+        fn text_hasher_is_a_function_of_the_bytes(t in "[ -~]{0,40}") {
+            use std::hash::Hasher;
+            let h = |b: &[u8]| {
+                let mut s = TextHasher::default();
+                s.write(b);
+                s.finish()
+            };
+            let copy = t.clone().into_bytes();
+            proptest::prop_assert_eq!(h(t.as_bytes()), h(&copy));
+        }
+    }
+
     #[test]
     fn fill_cash_flow_signs() {
         let f = Fill {
