@@ -333,8 +333,9 @@ const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 8081828384858687888990919293949596979899";
 
 impl IdText {
-    /// Room for a short prefix, two full `u64`s and separators.
-    pub const CAP: usize = 48;
+    /// Room for a short prefix, a full `u64` and a suffix (the paper broker's longest id,
+    /// `P-C<u64>-1`, is 25 bytes); 32 also makes the UTF-8 check below a word-wise one.
+    pub const CAP: usize = 32;
 
     pub const fn new() -> Self {
         IdText {
@@ -377,8 +378,13 @@ impl IdText {
     }
 
     pub fn as_str(&self) -> &str {
-        // Only ASCII is ever written, so this cannot fail; the fallback keeps it panic-free.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+        // Only ASCII is ever written (the unused tail is NUL), so this cannot fail; the
+        // fallback keeps it panic-free. Checking the whole buffer is cheaper than checking
+        // a short prefix: the standard check goes word by word only over whole blocks.
+        std::str::from_utf8(&self.buf)
+            .ok()
+            .and_then(|s| s.get(..self.len))
+            .unwrap_or_default()
     }
 }
 
@@ -591,23 +597,24 @@ mod tests {
             let mut t = IdText::new();
             t.push_ascii("P-C");
             t.push_u64(n);
-            t.push_ascii("-");
-            t.push_u64(n);
-            assert_eq!(t.as_str(), format!("P-C{n}-{n}"));
+            t.push_ascii("-1");
+            assert_eq!(t.as_str(), format!("P-C{n}-1"));
         }
         // Text that would not fit is left out whole, never cut.
         let mut t = IdText::new();
-        for _ in 0..3 {
+        for _ in 0..2 {
             t.push_u64(u64::MAX);
         }
-        assert_eq!(t.as_str(), format!("{}{}", u64::MAX, u64::MAX));
+        assert_eq!(t.as_str(), u64::MAX.to_string());
         t.push_ascii("é");
-        assert_eq!(t.as_str().len(), 40);
+        t.push_ascii("0123456789ab");
+        t.push_ascii("0123456789abc");
+        assert_eq!(t.as_str(), format!("{}0123456789ab", u64::MAX));
     }
 
     proptest::proptest! {
         #[test]
-        fn id_text_matches_format(a: u64, b: u32) {
+        fn id_text_matches_format(a: u64, b: u16) {
             let mut t = IdText::new();
             t.push_ascii("P-C");
             t.push_u64(a);
