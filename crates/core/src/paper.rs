@@ -79,6 +79,9 @@ struct SymBook {
 #[derive(Debug, Clone)]
 pub struct PaperBroker {
     cfg: PaperConfig,
+    /// What a buy's and a sell's price is multiplied by (1 ± bps / 10000), worked out once;
+    /// `None` without slippage.
+    slip: Option<(Decimal, Decimal)>,
     /// Indexed by `SymbolId`.
     syms: Vec<SymBook>,
     n_working: usize,
@@ -88,8 +91,13 @@ const BPS_PER_UNIT: Decimal = dec!(10000);
 
 impl PaperBroker {
     pub fn new(cfg: PaperConfig, n_symbols: usize) -> Self {
+        let slip = (!cfg.slippage_bps.is_zero()).then(|| {
+            let f = cfg.slippage_bps / BPS_PER_UNIT;
+            (Decimal::ONE + f, Decimal::ONE - f)
+        });
         PaperBroker {
             cfg,
+            slip,
             syms: vec![SymBook::default(); n_symbols],
             n_working: 0,
         }
@@ -340,14 +348,12 @@ impl PaperBroker {
 
     /// Moves the price against the trader by `slippage_bps`, to 4 dp.
     fn slipped(&self, price: Price, side: Side) -> Price {
-        let bps = self.cfg.slippage_bps;
-        if bps.is_zero() {
+        let Some((buy, sell)) = self.slip else {
             return price;
-        }
-        let f = bps / BPS_PER_UNIT;
+        };
         let factor = match side {
-            Side::Buy => Decimal::ONE + f,
-            Side::Sell => Decimal::ONE - f,
+            Side::Buy => buy,
+            Side::Sell => sell,
         };
         price
             .saturating_mul(factor)
