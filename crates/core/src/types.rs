@@ -356,25 +356,33 @@ impl IdText {
 
     /// Appends the decimal digits of `n` (left out if they would not fit).
     pub fn push_u64(&mut self, mut n: u64) {
-        let digits = n.checked_ilog10().map_or(1, |l| l as usize + 1);
-        if digits > Self::CAP - self.len {
+        // Order ids are small: count their digits with comparisons, not a logarithm.
+        let digits = match n {
+            0..=9 => 1,
+            10..=99 => 2,
+            100..=999 => 3,
+            1000..=9999 => 4,
+            _ => n.ilog10() as usize + 1,
+        };
+        let Some(dst) = self.buf.get_mut(self.len..self.len + digits) else {
             return;
-        }
-        let end = self.len + digits;
-        let mut i = end;
+        };
+        let mut i = dst.len();
         while n >= 100 {
             let d = (n % 100) as usize * 2;
             n /= 100;
             i -= 2;
-            self.buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+            dst[i] = DIGIT_PAIRS[d];
+            dst[i + 1] = DIGIT_PAIRS[d + 1];
         }
         if n >= 10 {
             let d = n as usize * 2;
-            self.buf[i - 2..i].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+            dst[0] = DIGIT_PAIRS[d];
+            dst[1] = DIGIT_PAIRS[d + 1];
         } else {
-            self.buf[i - 1] = b'0' + n as u8;
+            dst[0] = b'0' + n as u8;
         }
-        self.len = end;
+        self.len += digits;
     }
 
     pub fn as_str(&self) -> &str {
