@@ -199,7 +199,7 @@ impl std::hash::Hasher for StoredHash {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; this keeps any other input hashed all the same.
+        // `SeenExec` only calls `write_u64`; anything else is still mixed in, not dropped.
         for b in bytes {
             self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
@@ -229,7 +229,8 @@ impl OrderManager {
     /// A manager whose first new id is `ClientOrderId(next_seq)`.
     pub fn new(next_seq: u64) -> Self {
         // Sized for the orders kept in memory, so a backtest does not rehash them (nor the
-        // first as many exec ids) while it warms up; untouched capacity costs no memory.
+        // first as many exec ids) while it warms up; the space is reserved, and only pages
+        // that are written become resident.
         OrderManager {
             next_seq,
             orders: HashMap::with_capacity_and_hasher(KEEP_CLOSED + 64, IdBuild::default()),

@@ -254,6 +254,7 @@ impl PaperBroker {
         }
     }
 
+    /// The rest of `on_bar`, out of line so the inlined part stays a few instructions.
     #[inline(never)]
     fn on_bar_matching(&mut self, bar: &Bar, out: &mut Vec<Event>) {
         let i = bar.symbol.index();
