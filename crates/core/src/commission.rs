@@ -2,6 +2,10 @@
 //!
 //! Every estimate is rounded to the cent, midpoint away from zero, the way a broker statement
 //! shows it, so paper fills carry the same kind of numbers as real ones.
+//!
+//! IB fixed (the default, charged on every paper fill) has an exact integer fast path that
+//! returns the very `Decimal` (value and scale) the `Decimal` arithmetic does; inputs it
+//! cannot hold exactly go the `Decimal` way.
 
 use std::str::FromStr;
 
@@ -51,6 +55,16 @@ impl CommissionModel {
     /// The commission for trading `qty` shares at `price`, rounded to the cent. The sign of
     /// `qty` is ignored (fills carry positive quantities; positions are signed).
     pub fn commission(&self, qty: Qty, price: Price) -> Money {
+        if *self == CommissionModel::IbFixed {
+            if let Some(c) = ib_fixed_fast(qty.unsigned_abs(), price) {
+                return c;
+            }
+        }
+        self.commission_exact(qty, price)
+    }
+
+    /// The `Decimal` definition of [`Self::commission`]; the fast path must equal it.
+    fn commission_exact(&self, qty: Qty, price: Price) -> Money {
         let shares = Decimal::from(qty.unsigned_abs());
         // Saturating so absurd input cannot panic; real orders are nowhere near the bounds.
         let value = shares.saturating_mul(price.abs());
@@ -87,6 +101,75 @@ impl CommissionModel {
             _ => Err(CommissionParseError::UnknownModel(text.to_string())),
         }
     }
+}
+
+/// IB fixed in integers: `min(max(0.005 × shares, 1.00), 0.01 × shares × |price|)` to the
+/// cent, with the scale each `Decimal` step would give (0.005 × n has scale 3, 1.00 scale 2,
+/// the cap the price's scale + 2; ties keep what `Ord::max`/`min` keep; rounding only ever
+/// lowers a scale to 2). `None` when a product might not be exact in 96 bits, or for zero.
+fn ib_fixed_fast(shares: u64, price: Price) -> Option<Money> {
+    const MAX_SHARES: u64 = 1 << 40;
+    let price_scale = price.scale();
+    let m = price.mantissa().unsigned_abs();
+    if shares == 0 || shares > MAX_SHARES || m == 0 || price_scale > 16 {
+        return None;
+    }
+    let shares = u128::from(shares);
+    let cap = shares.checked_mul(m).filter(|v| v >> 96 == 0)?;
+    let cap_scale = price_scale + 2;
+    let per_share = 5 * shares;
+    // max(0.005 × shares, 1.00): on a tie `max` returns 1.00.
+    let floored = if per_share > 1000 {
+        (per_share, 3)
+    } else {
+        (100, 2)
+    };
+    // min(floored, cap): on a tie `min` returns `floored`.
+    let (mant, scale) = if greater(floored, (cap, cap_scale)) {
+        (cap, cap_scale)
+    } else {
+        floored
+    };
+    let (mant, scale) = round_half_away(mant, scale, 2);
+    Decimal::try_from_i128_with_scale(i128::try_from(mant).ok()?, scale).ok()
+}
+
+/// 10^0 ..= 10^18: a lookup instead of `pow`'s loop.
+const POW10: [u64; 19] = {
+    let mut t = [1u64; 19];
+    let mut i = 1;
+    while i < t.len() {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// `a > b` for non-negative (mantissa, scale) pairs whose scales are at most 18 and whose
+/// mantissas are below 2^96, so rescaling stays within u128.
+fn greater(a: (u128, u32), b: (u128, u32)) -> bool {
+    let s = a.1.max(b.1);
+    let up = |(m, sc): (u128, u32)| m * u128::from(POW10[(s - sc) as usize]);
+    up(a) > up(b)
+}
+
+/// Rounds a non-negative (mantissa, scale) to `dp` places, midpoint away from zero, as
+/// `Decimal::round_dp_with_strategy` does: a scale already at most `dp` is kept. The scale
+/// is at most `dp` + 18.
+fn round_half_away(mant: u128, scale: u32, dp: u32) -> (u128, u32) {
+    if scale <= dp {
+        return (mant, scale);
+    }
+    let div = POW10[(scale - dp) as usize];
+    let q = match u64::try_from(mant) {
+        // The common case, without a 128-bit division.
+        Ok(m) => u128::from(m / div + u64::from(m % div >= div - m % div)),
+        Err(_) => {
+            let (q, r) = (mant / u128::from(div), mant % u128::from(div));
+            q + u128::from(r >= u128::from(div) - r)
+        }
+    };
+    (q, dp)
 }
 
 fn parse_rate(model: &'static str, v: Option<&str>) -> Result<Decimal, CommissionParseError> {
@@ -155,6 +238,75 @@ mod tests {
         // 1.5 bps of 10 000 → 1.50.
         assert_eq!(bps.commission(100, dec!(100)), dec!(1.50));
         assert_eq!(CommissionModel::Zero.commission(1000, dec!(99)), dec!(0));
+    }
+
+    fn any_price() -> impl proptest::strategy::Strategy<Value = Decimal> {
+        use proptest::prelude::*;
+        prop_oneof![
+            // Everyday prices: cents to thousands of dollars, 0-8 places.
+            (1i64..100_000_000_000, 0u32..=8).prop_map(|(m, s)| Decimal::new(m, s)),
+            // Anything a Decimal can hold, of either sign.
+            (any::<i64>(), any::<i64>(), 0u32..=28).prop_map(|(a, b, s)| {
+                let m = (i128::from(a) << 32 ^ i128::from(b)) % (1i128 << 96);
+                Decimal::from_i128_with_scale(m, s)
+            }),
+            Just(Decimal::ZERO),
+            Just(Decimal::MAX),
+            Just(Decimal::MIN),
+            Just(dec!(0.50)),
+            Just(dec!(0.5000)),
+            Just(dec!(-0.00)),
+        ]
+    }
+
+    fn any_qty() -> impl proptest::strategy::Strategy<Value = Qty> {
+        use proptest::prelude::*;
+        prop_oneof![
+            0i64..5_000,
+            195i64..205,
+            any::<i64>(),
+            Just(i64::MIN),
+            Just(1 << 40),
+            Just((1 << 40) + 1),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        /// The integer path returns the same Decimal, value and scale, as the Decimal path.
+        #[test]
+        fn ib_fixed_fast_path_is_exact(qty in any_qty(), price in any_price()) {
+            let fast = CommissionModel::IbFixed.commission(qty, price);
+            let exact = CommissionModel::IbFixed.commission_exact(qty, price);
+            proptest::prop_assert_eq!(fast, exact);
+            proptest::prop_assert_eq!(fast.scale(), exact.scale());
+            proptest::prop_assert_eq!(fast.is_sign_negative(), exact.is_sign_negative());
+        }
+    }
+
+    #[test]
+    fn ib_fixed_fast_path_ties_and_scales() {
+        // Ties between the per-share amount, the $1 minimum and the cap, at several scales.
+        for (qty, price) in [
+            (200, dec!(0.5)),
+            (200, dec!(0.50)),
+            (200, dec!(0.500)),
+            (200, dec!(50)),
+            (100, dec!(1)),
+            (100, dec!(1.0000)),
+            (201, dec!(0.5)),
+            (1, dec!(100)),
+            (1, dec!(0.005)),
+            (3, dec!(1.23456789)),
+        ] {
+            let fast = CommissionModel::IbFixed.commission(qty, price);
+            let exact = CommissionModel::IbFixed.commission_exact(qty, price);
+            assert_eq!(
+                (fast, fast.scale()),
+                (exact, exact.scale()),
+                "{qty} @ {price}"
+            );
+        }
     }
 
     #[test]

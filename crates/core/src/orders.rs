@@ -5,6 +5,7 @@
 //! fill, the same execution twice after a reconnect). The manager accepts every legal order
 //! of arrival, lets terminal states absorb late news, and says exactly what each message did.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
@@ -162,6 +163,52 @@ impl std::hash::Hasher for IdHasher {
 
 type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
 
+/// An exec id with its hash, worked out once: the seen set only grows, and growing it
+/// rehashes every member, which then costs a load instead of hashing text again. Equality
+/// is still the id's, so the set stays exact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SeenExec {
+    hash: u64,
+    id: ExecId,
+}
+
+impl SeenExec {
+    fn new(id: ExecId) -> Self {
+        use std::hash::Hasher;
+        let mut h = crate::types::TextHasher::default();
+        h.write(id.as_str().as_bytes());
+        SeenExec {
+            hash: h.finish(),
+            id,
+        }
+    }
+}
+
+impl std::hash::Hash for SeenExec {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Hands a [`SeenExec`]'s stored hash to the table unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+struct StoredHash(u64);
+
+impl std::hash::Hasher for StoredHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `SeenExec` only calls `write_u64`; anything else is still mixed in, not dropped.
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// All orders in memory, their states, and the exec ids already seen.
 #[derive(Debug, Clone, Default)]
 pub struct OrderManager {
@@ -173,7 +220,7 @@ pub struct OrderManager {
     /// The highest id dropped from memory: an `insert` at or below it is a replay, not a new
     /// intent.
     dropped_up_to: Option<ClientOrderId>,
-    seen: HashSet<ExecId, crate::types::FnvBuild>,
+    seen: HashSet<SeenExec, std::hash::BuildHasherDefault<StoredHash>>,
     /// Open orders per symbol, indexed by `SymbolId`.
     open_per_sym: Vec<u32>,
 }
@@ -181,8 +228,14 @@ pub struct OrderManager {
 impl OrderManager {
     /// A manager whose first new id is `ClientOrderId(next_seq)`.
     pub fn new(next_seq: u64) -> Self {
+        // Sized for the orders kept in memory, so a backtest does not rehash them (nor the
+        // first as many exec ids) while it warms up; the space is reserved, and only pages
+        // that are written become resident.
         OrderManager {
             next_seq,
+            orders: HashMap::with_capacity_and_hasher(KEEP_CLOSED + 64, IdBuild::default()),
+            closed: VecDeque::with_capacity(KEEP_CLOSED + 1),
+            seen: HashSet::with_capacity_and_hasher(KEEP_CLOSED, Default::default()),
             ..Default::default()
         }
     }
@@ -221,8 +274,11 @@ impl OrderManager {
                 break;
             };
             // Still terminal (restore may have replaced it), so it is safe to forget.
-            if self.orders.get(&old).is_some_and(|o| o.state.is_terminal()) {
-                self.orders.remove(&old);
+            if let Entry::Occupied(e) = self.orders.entry(old) {
+                if e.get().state.is_open() {
+                    continue;
+                }
+                e.remove();
                 if self.dropped_up_to.is_none_or(|d| old > d) {
                     self.dropped_up_to = Some(old);
                 }
@@ -233,12 +289,17 @@ impl OrderManager {
     /// Tracks an order in state New. A second insert of the same id changes nothing, so one
     /// intent never becomes two orders (also after the first has left memory).
     pub fn insert(&mut self, req: OrderRequest) {
-        if self.orders.contains_key(&req.id) || self.dropped_up_to.is_some_and(|d| req.id <= d) {
+        if self.dropped_up_to.is_some_and(|d| req.id <= d) {
             return;
+        }
+        match self.orders.entry(req.id) {
+            Entry::Occupied(_) => return,
+            Entry::Vacant(v) => {
+                v.insert(ManagedOrder::new(req));
+            }
         }
         self.bump_seq_past(req.id);
         self.count_open(req.symbol, 1);
-        self.orders.insert(req.id, ManagedOrder::new(req));
     }
 
     /// Puts back an order loaded from the store after a restart (replacing any in memory).
@@ -260,22 +321,23 @@ impl OrderManager {
 
     /// Records an exec id loaded from the store, so a replayed fill is a Duplicate.
     pub fn mark_exec_seen(&mut self, exec: &ExecId) {
-        if !self.seen.contains(exec) {
-            self.seen.insert(exec.clone());
-        }
+        self.seen.insert(SeenExec::new(exec.clone()));
     }
 
     pub fn exec_seen(&self, exec: &ExecId) -> bool {
-        self.seen.contains(exec)
+        self.seen.contains(&SeenExec::new(exec.clone()))
     }
 
-    fn set_state(&mut self, id: ClientOrderId, to: OrderState) {
-        let Some(o) = self.orders.get_mut(&id) else {
-            return;
-        };
-        let (was_open, sym) = (o.state.is_open(), o.req.symbol);
-        o.state = to;
-        if was_open && !to.is_open() {
+    /// Book-keeping after `id` (of `sym`) went from `from` to `to` (the caller set the state
+    /// through the reference it already had, so the map is searched once per message).
+    fn after_state_change(
+        &mut self,
+        id: ClientOrderId,
+        sym: SymbolId,
+        from: OrderState,
+        to: OrderState,
+    ) {
+        if from.is_open() && !to.is_open() {
             self.count_open(sym, -1);
             self.note_closed(id);
         }
@@ -287,7 +349,8 @@ impl OrderManager {
             return UpdateOutcome::UnknownOrder;
         };
         let from = o.state;
-        let (to, reason) = match &u.status {
+        // The reason is only copied once the transition is known to apply.
+        let (to, reason): (_, Option<&str>) = match &u.status {
             BrokerStatus::Submitted { broker_id } => {
                 // Keep the broker's id whenever it comes, even on a late ack.
                 if o.broker_id.is_none() {
@@ -299,9 +362,9 @@ impl OrderManager {
                 }
                 (OrderState::Submitted, None)
             }
-            BrokerStatus::Cancelled { reason } => (OrderState::Cancelled, Some(reason.clone())),
-            BrokerStatus::Rejected { reason } => (OrderState::Rejected, Some(reason.clone())),
-            BrokerStatus::Expired => (OrderState::Cancelled, Some("expired".to_string())),
+            BrokerStatus::Cancelled { reason } => (OrderState::Cancelled, Some(reason)),
+            BrokerStatus::Rejected { reason } => (OrderState::Rejected, Some(reason)),
+            BrokerStatus::Expired => (OrderState::Cancelled, Some("expired")),
         };
         if from == to {
             return UpdateOutcome::Unchanged;
@@ -309,18 +372,20 @@ impl OrderManager {
         if from.is_terminal() {
             return UpdateOutcome::IllegalTransition { from, to };
         }
-        o.reason = reason;
+        o.reason = reason.map(str::to_owned);
         o.updated = u.ts;
-        self.set_state(u.order_id, to);
+        o.state = to;
+        let sym = o.req.symbol;
+        self.after_state_change(u.order_id, sym, from, to);
         UpdateOutcome::Changed { from, to }
     }
 
     /// Applies a fill to its order, once per exec id.
     pub fn on_fill(&mut self, f: &Fill) -> FillOutcome {
-        if self.seen.contains(&f.exec_id) {
+        // One probe: `insert` says whether the id was new (an inline id clones for free).
+        if !self.seen.insert(SeenExec::new(f.exec_id.clone())) {
             return FillOutcome::Duplicate;
         }
-        self.seen.insert(f.exec_id.clone());
         let Some(o) = self.orders.get_mut(&f.order_id) else {
             return FillOutcome::UnknownOrder;
         };
@@ -329,12 +394,13 @@ impl OrderManager {
             Some(n) if f.qty > 0 && n <= o.req.qty => n,
             _ => return FillOutcome::Overfill,
         };
-        let prev_value = o
-            .avg_fill_price
-            .map_or(Price::ZERO, |p| p.saturating_mul(Price::from(o.filled)));
-        // Saturating: a garbage price must not panic; the average is informational.
-        let value = prev_value.saturating_add(f.price.saturating_mul(Price::from(f.qty)));
-        o.avg_fill_price = Some(value / Price::from(filled));
+        o.avg_fill_price = Some(avg_after(
+            o.avg_fill_price,
+            o.filled,
+            f.price,
+            f.qty,
+            filled,
+        ));
         o.filled = filled;
         o.updated = f.ts;
         // A late fill on a cancelled or rejected order is booked but does not revive it.
@@ -345,7 +411,9 @@ impl OrderManager {
         } else {
             OrderState::PartiallyFilled
         };
-        self.set_state(f.order_id, to);
+        o.state = to;
+        let sym = o.req.symbol;
+        self.after_state_change(f.order_id, sym, from, to);
         FillOutcome::Applied { from, to }
     }
 
@@ -399,6 +467,46 @@ impl OrderManager {
     pub fn is_empty(&self) -> bool {
         self.orders.is_empty()
     }
+}
+
+/// The average fill price after `qty` more at `price` (`filled` in all, `prev_filled` before).
+/// A first fill's average is its price, value and scale (price × qty / qty is exact), which
+/// spares the `Decimal` division on almost every order.
+fn avg_after(
+    prev_avg: Option<Price>,
+    prev_filled: Qty,
+    price: Price,
+    qty: Qty,
+    filled: Qty,
+) -> Price {
+    if prev_avg.is_none() && prev_filled == 0 && first_fill_is_exact(price, qty) {
+        return price;
+    }
+    avg_after_exact(prev_avg, prev_filled, price, qty, filled)
+}
+
+/// Whether price × qty is exact in a `Decimal` (so dividing by qty gives the price back).
+fn first_fill_is_exact(price: Price, qty: Qty) -> bool {
+    let m = price.mantissa();
+    qty > 0
+        && m > 0
+        && u128::try_from(m)
+            .ok()
+            .and_then(|m| m.checked_mul(u128::from(qty.unsigned_abs())))
+            .is_some_and(|v| v >> 96 == 0)
+}
+
+fn avg_after_exact(
+    prev_avg: Option<Price>,
+    prev_filled: Qty,
+    price: Price,
+    qty: Qty,
+    filled: Qty,
+) -> Price {
+    let prev_value = prev_avg.map_or(Price::ZERO, |p| p.saturating_mul(Price::from(prev_filled)));
+    // Saturating: a garbage price must not panic; the average is informational.
+    let value = prev_value.saturating_add(price.saturating_mul(Price::from(qty)));
+    value / Price::from(filled)
 }
 
 #[cfg(test)]
@@ -742,5 +850,46 @@ mod tests {
             assert_eq!(s.is_open(), !s.is_terminal());
         }
         assert_eq!(OrderState::parse("done"), None);
+    }
+
+    fn any_price() -> impl proptest::strategy::Strategy<Value = Price> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1i64..100_000_000_000, 0u32..=8).prop_map(|(m, s)| Price::new(m, s)),
+            (any::<i64>(), any::<i64>(), 0u32..=28).prop_map(|(a, b, s)| {
+                let m = (i128::from(a) << 32 ^ i128::from(b)) % (1i128 << 96);
+                Price::from_i128_with_scale(m, s)
+            }),
+            Just(Price::MAX),
+            Just(dec!(-0.00)),
+            Just(dec!(10.50)),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        /// A first fill's average (the fast path) is the Decimal division's, value and scale.
+        #[test]
+        fn first_fill_average_is_exact(
+            price in any_price(),
+            qty in proptest::prop_oneof![1i64..100_000, 1i64..=i64::MAX],
+        ) {
+            let fast = avg_after(None, 0, price, qty, qty);
+            let exact = avg_after_exact(None, 0, price, qty, qty);
+            proptest::prop_assert_eq!(fast, exact);
+            proptest::prop_assert_eq!(fast.scale(), exact.scale());
+        }
+
+        /// The seen set is exact whatever the hash does: every distinct id is new once.
+        #[test]
+        fn seen_exec_ids_are_exact(ids in proptest::collection::vec("[A-Za-z0-9.-]{0,30}", 1..60)) {
+            let mut m = OrderManager::new(1);
+            let mut mine = std::collections::BTreeSet::new();
+            for id in &ids {
+                let f = fill(id, 1, 1, dec!(1), 0);
+                let dup = m.on_fill(&f) == FillOutcome::Duplicate;
+                proptest::prop_assert_eq!(dup, !mine.insert(id.clone()));
+            }
+        }
     }
 }

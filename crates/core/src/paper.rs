@@ -2,8 +2,10 @@
 //!
 //! It answers like a real broker (a `Submitted` ack, then fills with exec ids, commissions and
 //! adverse slippage), so the engine cannot tell it from one. Working orders are kept per
-//! symbol, so a bar for a symbol with nothing working costs one length check.
+//! symbol, so a bar for a symbol with nothing working costs one length check and two stores
+//! (inlined into the caller; the matching is out of line).
 
+use compact_str::CompactString;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use rust_decimal_macros::dec;
@@ -12,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::commission::CommissionModel;
 use crate::events::{BrokerStatus, Event, OrderUpdate};
 use crate::types::{
-    Bar, ClientOrderId, ExecId, Fill, OrderKind, OrderRequest, Price, Qty, Quote, Side, SymbolId,
-    Tif, Ts,
+    Bar, ClientOrderId, ExecId, Fill, IdText, OrderKind, OrderRequest, Price, Qty, Quote, Side,
+    SymbolId, Tif, Ts,
 };
 
 /// When a market order fills.
@@ -48,6 +50,9 @@ struct Working {
     remaining: Qty,
     /// Fills so far; numbers the exec ids.
     fills: u32,
+    /// `P-C<order>-1`, the first exec id, written once at placement: most orders fill once,
+    /// and later fills reuse all but its last digit.
+    first_exec: CompactString,
     /// A stop (or stop-limit) has been touched: from now on it is a market (or limit) order.
     triggered: bool,
 }
@@ -60,29 +65,41 @@ enum Tape<'a> {
     Quote(&'a Quote),
 }
 
+/// One symbol's working orders and last market data, together so a bar touches one entry.
+#[derive(Debug, Clone, Default)]
+struct SymBook {
+    /// Oldest first (so earlier orders fill first).
+    orders: Vec<Working>,
+    last_close: Option<Price>,
+    last_volume: u64,
+    last_quote: Option<Quote>,
+}
+
 /// The in-process paper broker.
 #[derive(Debug, Clone)]
 pub struct PaperBroker {
     cfg: PaperConfig,
-    /// Working orders per symbol, oldest first (so earlier orders fill first).
-    book: Vec<Vec<Working>>,
+    /// What a buy's and a sell's price is multiplied by (1 ± bps / 10000), worked out once;
+    /// `None` without slippage.
+    slip: Option<(Decimal, Decimal)>,
+    /// Indexed by `SymbolId`.
+    syms: Vec<SymBook>,
     n_working: usize,
-    last_close: Vec<Option<Price>>,
-    last_volume: Vec<u64>,
-    last_quote: Vec<Option<Quote>>,
 }
 
 const BPS_PER_UNIT: Decimal = dec!(10000);
 
 impl PaperBroker {
     pub fn new(cfg: PaperConfig, n_symbols: usize) -> Self {
+        let slip = (!cfg.slippage_bps.is_zero()).then(|| {
+            let f = cfg.slippage_bps / BPS_PER_UNIT;
+            (Decimal::ONE + f, Decimal::ONE - f)
+        });
         PaperBroker {
             cfg,
-            book: vec![Vec::new(); n_symbols],
+            slip,
+            syms: vec![SymBook::default(); n_symbols],
             n_working: 0,
-            last_close: vec![None; n_symbols],
-            last_volume: vec![0; n_symbols],
-            last_quote: vec![None; n_symbols],
         }
     }
 
@@ -97,20 +114,21 @@ impl PaperBroker {
 
     /// Whether an order is still working here.
     pub fn is_working(&self, id: ClientOrderId) -> bool {
-        self.book.iter().flatten().any(|w| w.req.id == id)
+        self.n_working > 0
+            && self
+                .syms
+                .iter()
+                .any(|s| s.orders.iter().any(|w| w.req.id == id))
     }
 
     /// The last close seen for a symbol.
     pub fn last_close(&self, sym: SymbolId) -> Option<Price> {
-        self.last_close.get(sym.index()).copied().flatten()
+        self.syms.get(sym.index()).and_then(|s| s.last_close)
     }
 
     fn ensure(&mut self, i: usize) {
-        if i >= self.book.len() {
-            self.book.resize(i + 1, Vec::new());
-            self.last_close.resize(i + 1, None);
-            self.last_volume.resize(i + 1, 0);
-            self.last_quote.resize(i + 1, None);
+        if i >= self.syms.len() {
+            self.syms.resize(i + 1, SymBook::default());
         }
     }
 
@@ -123,10 +141,20 @@ impl PaperBroker {
         }
         let i = req.symbol.index();
         self.ensure(i);
+        // The first exec id `P-C<order>-1` and the broker id `P<order>` share the digits.
+        let mut first = IdText::new();
+        first.push_ascii("P-C");
+        first.push_u64(req.id.0);
+        first.push_ascii("-1");
+        let first = first.as_str();
+        let digits = first.get(3..first.len() - 2).unwrap_or_default();
+        let mut broker_id = String::with_capacity(1 + digits.len());
+        broker_id.push('P');
+        broker_id.push_str(digits);
         out.push(update(
             req.id,
             BrokerStatus::Submitted {
-                broker_id: Some(broker_id_text(req.id)),
+                broker_id: Some(broker_id),
             },
             req.ts,
         ));
@@ -134,20 +162,21 @@ impl PaperBroker {
             req: *req,
             remaining: req.qty,
             fills: 0,
+            first_exec: CompactString::new(first),
             triggered: false,
         };
         if req.kind == OrderKind::Market {
             match self.cfg.fill {
                 FillPolicy::NextOpen => {}
                 FillPolicy::Close => {
-                    if let Some(close) = self.last_close[i] {
-                        let cap = self.volume_cap(self.last_volume[i]);
+                    if let Some(close) = self.syms[i].last_close {
+                        let cap = self.volume_cap(self.syms[i].last_volume);
                         let qty = w.remaining.min(cap);
                         self.fill(&mut w, qty, close, req.ts, out);
                     }
                 }
                 FillPolicy::Quote => {
-                    if let Some(price) = self.last_quote[i].and_then(|q| touch(&q, req.side)) {
+                    if let Some(price) = self.syms[i].last_quote.and_then(|q| touch(&q, req.side)) {
                         let qty = w.remaining;
                         self.fill(&mut w, qty, price, req.ts, out);
                     }
@@ -155,7 +184,7 @@ impl PaperBroker {
             }
         }
         if w.remaining > 0 {
-            self.book[i].push(w);
+            self.syms[i].orders.push(w);
             self.n_working += 1;
         }
     }
@@ -186,7 +215,7 @@ impl PaperBroker {
 
     /// Cancels a working order; does nothing for unknown or finished orders.
     pub fn cancel(&mut self, id: ClientOrderId, ts: Ts, out: &mut Vec<Event>) {
-        for orders in &mut self.book {
+        for orders in self.syms.iter_mut().map(|s| &mut s.orders) {
             if let Some(pos) = orders.iter().position(|w| w.req.id == id) {
                 orders.remove(pos);
                 self.n_working -= 1;
@@ -199,7 +228,7 @@ impl PaperBroker {
 
     /// Expires every working DAY order (call at the session close).
     pub fn expire_day_orders(&mut self, ts: Ts, out: &mut Vec<Event>) {
-        for orders in &mut self.book {
+        for orders in self.syms.iter_mut().map(|s| &mut s.orders) {
             orders.retain(|w| {
                 if w.req.tif == Tif::Day {
                     out.push(update(w.req.id, BrokerStatus::Expired, ts));
@@ -209,20 +238,34 @@ impl PaperBroker {
                 }
             });
         }
-        self.n_working = self.book.iter().map(Vec::len).sum();
+        self.n_working = self.syms.iter().map(|s| s.orders.len()).sum();
     }
 
     /// Matches this symbol's working orders against a bar (before the engine sees the bar),
     /// then remembers its close.
+    #[inline]
     pub fn on_bar(&mut self, bar: &Bar, out: &mut Vec<Event>) {
+        match self.syms.get_mut(bar.symbol.index()) {
+            Some(s) if s.orders.is_empty() => {
+                s.last_close = Some(bar.close);
+                s.last_volume = bar.volume;
+            }
+            _ => self.on_bar_matching(bar, out),
+        }
+    }
+
+    /// The rest of `on_bar`, out of line so the inlined part stays a few instructions.
+    #[inline(never)]
+    fn on_bar_matching(&mut self, bar: &Bar, out: &mut Vec<Event>) {
         let i = bar.symbol.index();
         self.ensure(i);
-        if !self.book[i].is_empty() {
+        if !self.syms[i].orders.is_empty() {
             let budget = self.volume_cap(bar.volume);
             self.match_orders(i, Tape::Bar(bar), budget, bar.ts, out);
         }
-        self.last_close[i] = Some(bar.close);
-        self.last_volume[i] = bar.volume;
+        let s = &mut self.syms[i];
+        s.last_close = Some(bar.close);
+        s.last_volume = bar.volume;
     }
 
     /// Remembers the quote; under `FillPolicy::Quote` also matches: market buys at the ask,
@@ -230,8 +273,8 @@ impl PaperBroker {
     pub fn on_quote(&mut self, q: &Quote, out: &mut Vec<Event>) {
         let i = q.symbol.index();
         self.ensure(i);
-        self.last_quote[i] = Some(*q);
-        if self.cfg.fill == FillPolicy::Quote && !self.book[i].is_empty() {
+        self.syms[i].last_quote = Some(*q);
+        if self.cfg.fill == FillPolicy::Quote && !self.syms[i].orders.is_empty() {
             self.match_orders(i, Tape::Quote(q), Qty::MAX, q.ts, out);
         }
     }
@@ -245,7 +288,7 @@ impl PaperBroker {
         out: &mut Vec<Event>,
     ) {
         // Taken out so `fill` can borrow `self` while orders are updated.
-        let mut orders = std::mem::take(&mut self.book[i]);
+        let mut orders = std::mem::take(&mut self.syms[i].orders);
         let before = orders.len();
         for w in &mut orders {
             if budget <= 0 {
@@ -259,7 +302,7 @@ impl PaperBroker {
         }
         orders.retain(|w| w.remaining > 0);
         self.n_working -= before - orders.len();
-        self.book[i] = orders;
+        self.syms[i].orders = orders;
     }
 
     /// Shares that may fill from one bar of `volume`: unlimited without `max_volume_pct`,
@@ -283,8 +326,17 @@ impl PaperBroker {
         let price = self.slipped(price, w.req.side);
         w.fills += 1;
         w.remaining -= qty;
+        // `P-C<order>-<k>`: unique across restarts because client order ids are.
+        let exec_id = if w.fills == 1 {
+            w.first_exec.clone()
+        } else {
+            let f = w.first_exec.as_str();
+            let mut id = CompactString::new(f.get(..f.len() - 1).unwrap_or_default());
+            push_digits(&mut id, w.fills);
+            id
+        };
         out.push(Event::Fill(Fill {
-            exec_id: ExecId(exec_id_text(w.req.id, w.fills)),
+            exec_id: ExecId(exec_id),
             order_id: w.req.id,
             symbol: w.req.symbol,
             side: w.req.side,
@@ -297,19 +349,25 @@ impl PaperBroker {
 
     /// Moves the price against the trader by `slippage_bps`, to 4 dp.
     fn slipped(&self, price: Price, side: Side) -> Price {
-        let bps = self.cfg.slippage_bps;
-        if bps.is_zero() {
+        let Some((buy, sell)) = self.slip else {
             return price;
-        }
-        let f = bps / BPS_PER_UNIT;
+        };
         let factor = match side {
-            Side::Buy => Decimal::ONE + f,
-            Side::Sell => Decimal::ONE - f,
+            Side::Buy => buy,
+            Side::Sell => sell,
         };
         price
             .saturating_mul(factor)
             .round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero)
     }
+}
+
+/// Appends the decimal digits of `n`; a fill number is nearly always one digit.
+fn push_digits(s: &mut CompactString, n: u32) {
+    if n >= 10 {
+        push_digits(s, n / 10);
+    }
+    s.push(char::from(b'0' + (n % 10) as u8));
 }
 
 fn update(order_id: ClientOrderId, status: BrokerStatus, ts: Ts) -> Event {
@@ -412,23 +470,6 @@ fn bar_limit(b: &Bar, buy: bool, limit: Price) -> Option<Price> {
 fn last_limit(last: Price, buy: bool, limit: Price) -> Option<Price> {
     let ok = if buy { last <= limit } else { last >= limit };
     ok.then_some(last)
-}
-
-/// `P<order>`: the paper broker's id for an order.
-fn broker_id_text(id: ClientOrderId) -> String {
-    let mut s = String::with_capacity(12);
-    s.push('P');
-    crate::types::push_u64(&mut s, id.0);
-    s
-}
-
-/// `P-C<order>-<k>`: unique across restarts because client order ids are.
-fn exec_id_text(id: ClientOrderId, k: u32) -> compact_str::CompactString {
-    let mut s = compact_str::CompactString::const_new("P-C");
-    crate::types::push_u64(&mut s, id.0);
-    s.push('-');
-    crate::types::push_u64(&mut s, u64::from(k));
-    s
 }
 
 #[cfg(test)]
@@ -856,6 +897,45 @@ mod tests {
             fills(&ev).into_iter().map(|f| f.1).collect::<Vec<_>>(),
             vec![1]
         );
+    }
+
+    #[test]
+    fn fill_numbers_past_nine_keep_all_digits() {
+        for n in [0u32, 1, 9, 10, 11, 99, 100, 12345, u32::MAX] {
+            let mut s = CompactString::const_new("P-C7-");
+            push_digits(&mut s, n);
+            assert_eq!(s, format!("P-C7-{n}"));
+        }
+    }
+
+    #[test]
+    fn exec_ids_number_every_fill() {
+        let mut p = PaperBroker::new(
+            PaperConfig {
+                max_volume_pct: Some(dec!(0.0001)),
+                ..cfg(FillPolicy::NextOpen)
+            },
+            1,
+        );
+        let mut ev = Vec::new();
+        p.place(&order(123456, Side::Buy, 12, OrderKind::Market), &mut ev);
+        assert_eq!(
+            statuses(&ev),
+            vec![BrokerStatus::Submitted {
+                broker_id: Some("P123456".into())
+            }]
+        );
+        // One share per bar: volume 10 allows floor(0.001) = 0, raised to 1.
+        for t in 1..=12 {
+            let b = Bar {
+                volume: 10,
+                ..bar(t, dec!(10), dec!(10), dec!(10), dec!(10))
+            };
+            p.on_bar(&b, &mut ev);
+        }
+        let ids: Vec<_> = fills(&ev).into_iter().map(|f| f.0).collect();
+        let want: Vec<_> = (1..=12).map(|k| format!("P-C123456-{k}")).collect();
+        assert_eq!(ids, want);
     }
 
     #[test]

@@ -317,48 +317,146 @@ impl fmt::Display for ExecId {
     }
 }
 
-/// Appends the decimal digits of `n` to `s` (a `String` or an inline `CompactString`): ids
-/// are built on every order and fill, and this is several times cheaper than `format!`.
-pub fn push_u64(s: &mut impl Extend<char>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Digits are ASCII, so this is valid UTF-8.
-    s.extend(buf[i..].iter().map(|b| *b as char));
-}
-
-/// A small, fast, non-cryptographic hasher (FNV-1a) for the engine's own keys (execution
-/// ids), which are not attacker-chosen in a way that matters: a flood could only slow the set.
+/// ASCII id text built on the stack (`P-C12-1`, `P12`): ids are made on every order and
+/// fill, and writing the digits straight into a buffer is several times cheaper than
+/// `format!` or pushing `char`s into a string.
 #[derive(Debug, Clone, Copy)]
-pub struct FnvHasher(u64);
-
-impl Default for FnvHasher {
-    fn default() -> Self {
-        FnvHasher(0xcbf2_9ce4_8422_2325)
-    }
+pub struct IdText {
+    buf: [u8; Self::CAP],
+    len: usize,
 }
 
-impl std::hash::Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+impl IdText {
+    /// Room for a short prefix, a full `u64` and a suffix (the paper broker's longest id,
+    /// `P-C<u64>-1`, is 25 bytes); 32 also makes the UTF-8 check below a word-wise one.
+    pub const CAP: usize = 32;
+
+    pub const fn new() -> Self {
+        IdText {
+            buf: [0; Self::CAP],
+            len: 0,
         }
     }
+
+    /// Appends ASCII text; anything that is not ASCII, or would not fit, is left out, so the
+    /// buffer always holds valid UTF-8 (callers only pass short literals).
+    pub fn push_ascii(&mut self, s: &str) {
+        let b = s.as_bytes();
+        if b.is_ascii() && b.len() <= Self::CAP - self.len {
+            self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+            self.len += b.len();
+        }
+    }
+
+    /// Appends the decimal digits of `n` (left out if they would not fit).
+    pub fn push_u64(&mut self, mut n: u64) {
+        // Order ids are small: count their digits with comparisons, not a logarithm.
+        let digits = match n {
+            0..=9 => 1,
+            10..=99 => 2,
+            100..=999 => 3,
+            1000..=9999 => 4,
+            _ => n.ilog10() as usize + 1,
+        };
+        let Some(dst) = self.buf.get_mut(self.len..self.len + digits) else {
+            return;
+        };
+        let mut i = dst.len();
+        while n >= 100 {
+            let d = (n % 100) as usize * 2;
+            n /= 100;
+            i -= 2;
+            dst[i] = DIGIT_PAIRS[d];
+            dst[i + 1] = DIGIT_PAIRS[d + 1];
+        }
+        if n >= 10 {
+            let d = n as usize * 2;
+            dst[0] = DIGIT_PAIRS[d];
+            dst[1] = DIGIT_PAIRS[d + 1];
+        } else {
+            dst[0] = b'0' + n as u8;
+        }
+        self.len += digits;
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever written (the unused tail is NUL), so this cannot fail; the
+        // fallback keeps it panic-free. Checking the whole buffer is cheaper than checking
+        // a short prefix: the standard check goes word by word only over whole blocks.
+        std::str::from_utf8(&self.buf)
+            .ok()
+            .and_then(|s| s.get(..self.len))
+            .unwrap_or_default()
+    }
 }
 
-/// `BuildHasher` for [`FnvHasher`].
-pub type FnvBuild = std::hash::BuildHasherDefault<FnvHasher>;
+impl Default for IdText {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A small, fast, non-cryptographic hasher for the engine's own text keys (execution ids),
+/// which are not attacker-chosen in a way that matters: a flood could only slow the set.
+/// It takes eight bytes per step (FxHash-style) and mixes the high bits down at the end,
+/// because ids that share a prefix differ only in their later bytes and the table indexes
+/// by the low bits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextHasher(u64);
+
+const TEXT_K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl TextHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(TEXT_K);
+    }
+}
+
+impl std::hash::Hasher for TextHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        let h = self.0 ^ (self.0 >> 32);
+        h.wrapping_mul(TEXT_K) ^ (h >> 29)
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        let n = rest.len();
+        // The tail as one word, from (possibly overlapping) reads; its length goes in too, so
+        // tails that read the same bytes but differ in length still differ.
+        let tail = if n >= 4 {
+            let lo = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            let hi = u32::from_le_bytes([rest[n - 4], rest[n - 3], rest[n - 2], rest[n - 1]]);
+            u64::from(lo) | u64::from(hi) << 32
+        } else if n > 0 {
+            u64::from(rest[0]) | u64::from(rest[n / 2]) << 8 | u64::from(rest[n - 1]) << 16
+        } else {
+            0
+        };
+        self.add(tail ^ (n as u64) << 56);
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+}
 
 /// One execution of (part of) an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -491,11 +589,63 @@ mod tests {
     }
 
     #[test]
-    fn push_u64_writes_decimal_digits() {
-        for n in [0u64, 7, 10, 1234567890, u64::MAX] {
-            let mut s = String::from("x");
-            push_u64(&mut s, n);
-            assert_eq!(s, format!("x{n}"));
+    fn id_text_writes_decimal_digits() {
+        for n in [
+            0u64,
+            7,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            1234567890,
+            u64::MAX,
+        ] {
+            let mut t = IdText::new();
+            t.push_ascii("P-C");
+            t.push_u64(n);
+            t.push_ascii("-1");
+            assert_eq!(t.as_str(), format!("P-C{n}-1"));
+        }
+        // Text that would not fit is left out whole, never cut.
+        let mut t = IdText::new();
+        for _ in 0..2 {
+            t.push_u64(u64::MAX);
+        }
+        assert_eq!(t.as_str(), u64::MAX.to_string());
+        t.push_ascii("é");
+        t.push_ascii("0123456789ab");
+        t.push_ascii("0123456789abc");
+        assert_eq!(t.as_str(), format!("{}0123456789ab", u64::MAX));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn id_text_matches_format(a: u64, b: u16) {
+            let mut t = IdText::new();
+            t.push_ascii("P-C");
+            t.push_u64(a);
+            t.push_ascii("-");
+            t.push_u64(u64::from(b));
+            proptest::prop_assert_eq!(t.as_str(), format!("P-C{a}-{b}"));
+        }
+    }
+
+    proptest::proptest! {
+        /// Equal ids hash alike (the seen set relies on it) whatever their length, which
+        /// picks the tail reads.
+        #[test]
+        fn text_hasher_is_a_function_of_the_bytes(t in "[ -~]{0,40}") {
+            use std::hash::Hasher;
+            let h = |b: &[u8]| {
+                let mut s = TextHasher::default();
+                s.write(b);
+                s.finish()
+            };
+            let copy = t.clone().into_bytes();
+            proptest::prop_assert_eq!(h(t.as_bytes()), h(&copy));
         }
     }
 
