@@ -26,7 +26,7 @@ pub struct OrderUpdate {
 pub enum BrokerStatus {
     /// Accepted by the broker, working.
     Submitted {
-        broker_id: Option<String>,
+        broker_id: Option<compact_str::CompactString>,
     },
     Cancelled {
         reason: String,

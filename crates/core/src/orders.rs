@@ -75,7 +75,7 @@ pub struct ManagedOrder {
     pub filled: Qty,
     /// Volume-weighted average fill price; `None` before the first fill.
     pub avg_fill_price: Option<Price>,
-    pub broker_id: Option<String>,
+    pub broker_id: Option<compact_str::CompactString>,
     /// Why it was cancelled or rejected.
     pub reason: Option<String>,
     /// Time of the last change.
@@ -553,7 +553,7 @@ mod tests {
         upd(
             id,
             BrokerStatus::Submitted {
-                broker_id: Some(format!("B{id}")),
+                broker_id: Some(format!("B{id}").into()),
             },
             1,
         )

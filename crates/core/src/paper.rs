@@ -148,8 +148,7 @@ impl PaperBroker {
         first.push_ascii("-1");
         let first = first.as_str();
         let digits = first.get(3..first.len() - 2).unwrap_or_default();
-        let mut broker_id = String::with_capacity(1 + digits.len());
-        broker_id.push('P');
+        let mut broker_id = CompactString::const_new("P");
         broker_id.push_str(digits);
         out.push(update(
             req.id,
