@@ -1037,7 +1037,7 @@ impl IbkrBroker {
                 let status = match s.status {
                     OrderStatusKind::PreSubmitted | OrderStatusKind::Submitted => {
                         BrokerStatus::Submitted {
-                            broker_id: Some(s.order_id.to_string()),
+                            broker_id: Some(s.order_id.to_string().into()),
                         }
                     }
                     OrderStatusKind::Cancelled | OrderStatusKind::ApiCancelled => {

@@ -92,7 +92,7 @@ impl OrderRow {
             state: self.state,
             filled: self.filled,
             avg_fill_price: self.avg_fill_price,
-            broker_id: self.broker_id.clone(),
+            broker_id: self.broker_id.as_deref().map(Into::into),
             reason: self.reason.clone(),
             updated: self.updated,
         })
