@@ -256,13 +256,6 @@ impl SymState {
             None => self.cost,
         }
     }
-
-    /// `value()` in integers of 10^-8 when marked and exact: below 2^96 the product
-    /// `mark × qty` is exact in `Decimal` too (its mantissa is no larger at the mark's scale).
-    #[inline]
-    fn value_fixed(&self) -> Option<i128> {
-        below_2_96(i128::from(self.qty) * i128::from(self.mark_fx?))
-    }
 }
 
 /// Cash, positions and P&L for one account.
@@ -524,24 +517,34 @@ impl Ledger {
     }
 
     /// `equity()` in integers of 10^-8: `Some` only when every open position is marked, every
-    /// shadow exact and every partial sum below 2^96 at the fixed scale, so that the `Decimal`
-    /// fold computed each step exactly too (no rounding, no saturation) and `equity()` equals
-    /// it in value.
+    /// shadow exact and every partial sum below 2^95 at the fixed scale. Then every partial
+    /// sum and every position value (the difference of two partial sums) is below 2^96, so
+    /// the `Decimal` fold computed each step exactly too (a mantissa at a scale of at most 8
+    /// is no larger than the fixed value: no rounding, no saturation) and `equity()` equals
+    /// it in value. Runs on every bar with a position: one bound test per position.
     #[inline]
     pub fn equity_fixed(&self) -> Option<i128> {
         let mut eq = i128::from(self.cash_fx?);
         for &i in &self.open {
-            eq = below_2_96(eq + self.syms[i].value_fixed()?)?;
+            let st = &self.syms[i];
+            // |eq| < 2^95 and |qty × mark| < 2^126: no overflow.
+            eq += i128::from(st.qty) * i128::from(st.mark_fx?);
+            if eq.unsigned_abs() >= 1 << 95 {
+                return None;
+            }
         }
         Some(eq)
     }
 
-    /// `gross_exposure()` in integers of 10^-8, exact under the terms of [`Self::equity_fixed`].
+    /// `gross_exposure()` in integers of 10^-8, exact as [`Self::equity_fixed`]: the partial
+    /// sums grow, so each value and partial sum is below the bounded total.
     #[inline]
     pub fn gross_exposure_fixed(&self) -> Option<i128> {
         let mut gross = 0i128;
         for &i in &self.open {
-            gross = below_2_96(gross + self.syms[i].value_fixed()?.abs())?;
+            let st = &self.syms[i];
+            gross += (i128::from(st.qty) * i128::from(st.mark_fx?)).abs();
+            below_2_96(gross)?;
         }
         Some(gross)
     }
