@@ -16,9 +16,9 @@ use crate::events::{
     Update,
 };
 use crate::indicators::exact_sma::{floor_fixed, fx};
-use crate::ledger::Ledger;
+use crate::ledger::{exact, Ledger};
 use crate::orders::{FillOutcome, ManagedOrder, OrderManager, UpdateOutcome};
-use crate::risk::{OrderCheck, RiskContext, RiskGate, RiskLimits, Verdict};
+use crate::risk::{FixedContext, OrderCheck, RiskContext, RiskGate, RiskLimits, Verdict};
 use crate::sizing::{self, SizingConfig};
 use crate::stops::{StopBook, StopConfig};
 use crate::strategy::{AnyStrategy, Direction, Signal, Strategy, StrategyConfig};
@@ -107,16 +107,18 @@ pub struct Engine {
     /// Equity at or below which the account limits must be evaluated (see
     /// `RiskGate::trigger_equity`); above it nothing can change, so the hot path compares once.
     trigger_equity: Money,
-    /// Fixed-point shadows (see `exact_sma::to_fixed`) of the marks, the cash, the peak and the
-    /// trigger, so the per-bar "can anything change?" test is integer arithmetic. The exact
-    /// `Decimal` evaluation runs whenever it might.
-    /// `None` where a value is not exact at that scale (then the `Decimal` path runs).
-    mark_fixed: Vec<Option<i64>>,
-    cash_fixed: Option<i64>,
-    /// Floors of the peak and the trigger: for an integer `e`, `e <= floor(p)` ⇔ `e <= p`
-    /// and `e > floor(t)` ⇔ `e > t`, so the band test stays exact whatever their decimals.
+    /// Floors of the peak and the trigger at the fixed scale (see `exact_sma::fx`), so the
+    /// per-bar "can anything change?" test is integer arithmetic against the ledger's equity
+    /// shadow: for an integer `e`, `e <= floor(p)` ⇔ `e <= p` and `e > floor(t)` ⇔ `e > t`,
+    /// so the band test stays exact whatever their decimals. The exact `Decimal` evaluation
+    /// runs whenever it might.
     peak_fixed: i128,
     trigger_fixed: i128,
+    /// `fx` of the start-of-day equity, the peak and the daily notional, for the risk gate's
+    /// fixed-point path (`None` where not exact: then the gate converts the `Decimal`s).
+    sod_fx: Option<i64>,
+    peak_fx: Option<i64>,
+    daily_notional_fx: Option<i64>,
     daily_notional: Money,
     /// Timestamp of the last account-level evaluation (once per timestamp, not per symbol).
     last_eval_ts: Ts,
@@ -148,10 +150,11 @@ impl Engine {
             start_of_day_equity: cash,
             peak_equity: cash,
             trigger_equity: Decimal::MAX,
-            mark_fixed: vec![None; n_symbols],
-            cash_fixed: fx(cash),
             peak_fixed: floor_fixed(cash).unwrap_or(i128::MIN),
             trigger_fixed: i128::MAX,
+            sod_fx: fx(cash),
+            peak_fx: fx(cash),
+            daily_notional_fx: Some(0),
             daily_notional: Decimal::ZERO,
             last_eval_ts: Ts(i64::MIN),
             last_equity_record: Ts(i64::MIN),
@@ -312,27 +315,23 @@ impl Engine {
         // Unrepresentable bounds make the band empty, so every evaluation is exact.
         self.trigger_fixed = floor_fixed(self.trigger_equity).unwrap_or(i128::MAX);
         self.peak_fixed = floor_fixed(self.peak_equity).unwrap_or(i128::MIN);
-        self.cash_fixed = fx(self.ledger.cash());
+        // Every change of these three ends here (a new day, a new peak, a restore), except
+        // the daily notional's growth, which `try_place` shadows itself.
+        self.sod_fx = fx(self.start_of_day_equity);
+        self.peak_fx = fx(self.peak_equity);
+        self.daily_notional_fx = fx(self.daily_notional);
     }
 
     #[inline]
     fn set_mark(&mut self, sym: SymbolId, price: Price) {
         self.ledger.mark(sym, price);
-        if let Some(m) = self.mark_fixed.get_mut(sym.index()) {
-            *m = fx(price);
-        }
     }
 
-    /// Equity at the fixed scale from the shadows, exactly; `None` when a shadow is not exact
-    /// (or a position was never marked, which the ledger values at cost).
+    /// The ledger's exact equity shadow (`None` when not exact, or a position was never
+    /// marked, which the ledger values at cost).
     #[inline]
     fn equity_fixed(&self) -> Option<i128> {
-        let mut eq = i128::from(self.cash_fixed?);
-        for &i in self.ledger.open_symbols() {
-            let mark = self.mark_fixed.get(i).copied().flatten()?;
-            eq += i128::from(self.ledger.qty(SymbolId(i as u16))) * i128::from(mark);
-        }
-        Some(eq)
+        self.ledger.equity_fixed()
     }
 
     fn record_equity(&mut self, ts: Ts, out: &mut Vec<Command>) {
@@ -578,15 +577,23 @@ impl Engine {
         } else {
             Decimal::ONE
         };
-        sizing::size(
-            &self.cfg.sizing,
+        let equity = || {
             self.account
-                .map_or_else(|| self.ledger.equity(), |a| a.net_liquidation),
-            price,
-            None,
-            &self.ledger.trade_stats(),
-            cap,
-        )
+                .map_or_else(|| self.ledger.equity(), |a| a.net_liquidation)
+        };
+        let stats = &self.ledger.trade_stats();
+        // The ledger's shadow is the sizing equity unless the broker's account stands in.
+        let equity_fixed = match self.account {
+            None => self.ledger.equity_fixed(),
+            Some(a) => fx(a.net_liquidation).map(i128::from),
+        };
+        match (equity_fixed, fx(price)) {
+            (Some(e), Some(p)) => {
+                let p = i128::from(p);
+                sizing::size_fixed(&self.cfg.sizing, e, equity, p, price, None, stats, cap)
+            }
+            _ => sizing::size(&self.cfg.sizing, equity(), price, None, stats, cap),
+        }
     }
 
     /// Risk-checks an order and, if approved, registers it and asks the shell to place it.
@@ -611,6 +618,19 @@ impl Engine {
             purpose,
             now: ts,
         };
+        let price_fx = fx(price);
+        // The money figures from the shadows, when all of them are exact.
+        let fixed = (|| {
+            Some(FixedContext {
+                price: price_fx?,
+                equity: i64::try_from(self.ledger.equity_fixed()?).ok()?,
+                cash: self.ledger.cash_fixed()?,
+                start_of_day_equity: self.sod_fx?,
+                peak_equity: self.peak_fx?,
+                gross_exposure: i64::try_from(self.ledger.gross_exposure_fixed()?).ok()?,
+                daily_notional: self.daily_notional_fx?,
+            })
+        })();
         let ctx = RiskContext {
             state: self.state,
             equity: self.ledger.equity(),
@@ -633,7 +653,10 @@ impl Engine {
             None
         };
         let verdict = if self.connection == ConnectionState::Ready {
-            self.gate.check(&order, &ctx, record)
+            match fixed {
+                Some(x) => self.gate.check_fixed(&order, &ctx, &x, record),
+                None => self.gate.check(&order, &ctx, record),
+            }
         } else {
             // Not connected: nothing leaves the core, whatever the gate would say.
             Verdict::Refused {
@@ -657,7 +680,11 @@ impl Engine {
                     ts,
                 };
                 self.orders.insert(req);
-                self.daily_notional += price * Decimal::from(qty);
+                let notional = exact::mul_int(price, qty);
+                self.daily_notional = exact::add(self.daily_notional, notional);
+                self.daily_notional_fx = price_fx
+                    .zip(self.daily_notional_fx)
+                    .and_then(|(p, d)| d.checked_add(p.checked_mul(qty)?));
                 out.push(Command::Place(req));
             }
             Verdict::Refused { check, reason } => {
@@ -714,7 +741,6 @@ impl Engine {
         let Ok(eff) = self.ledger.try_apply_fill(f) else {
             return;
         };
-        self.cash_fixed = fx(self.ledger.cash());
         if self.ledger.mark_of(f.symbol).is_none() {
             self.set_mark(f.symbol, f.price);
         }

@@ -7,12 +7,20 @@
 //!
 //! The arithmetic goes through [`exact`], which computes the common small operands in integers
 //! and still yields the very `Decimal` (value, scale and sign) that `rust_decimal` would.
+//!
+//! Next to the `Decimal`s the ledger keeps fixed-point shadows (integers of 10^-8, see
+//! [`fx`]) of the cash and the marks, so that the engine's per-bar and per-order questions
+//! (equity, gross exposure, cash) are a few integer operations: [`Ledger::equity_fixed`] and
+//! friends. A shadow is `None` when its value has no exact fixed-point form, and so is every
+//! answer built from it; the caller then asks for the `Decimal`.
 
 use std::collections::VecDeque;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::indicators::exact_sma::fx;
+use crate::risk::exact as below_2_96;
 use crate::types::{Fill, Money, Position, Price, Qty, SymbolId, Ts};
 
 /// One open lot: shares bought (or sold short) together at one price.
@@ -234,6 +242,8 @@ struct SymState {
     avg_cost: Price,
     lots: VecDeque<Lot>,
     mark: Option<Price>,
+    /// `fx(mark)`: `None` when unmarked or not exact at the fixed scale.
+    mark_fx: Option<i64>,
 }
 
 impl SymState {
@@ -260,6 +270,8 @@ pub struct Ledger {
     /// Σ FIFO lot P&L, before commissions.
     lot_pnl: Money,
     stats: TradeStats,
+    /// `fx(cash)`.
+    cash_fx: Option<i64>,
 }
 
 static NO_LOTS: VecDeque<Lot> = VecDeque::new();
@@ -274,6 +286,7 @@ impl Ledger {
             commissions: Decimal::ZERO,
             lot_pnl: Decimal::ZERO,
             stats: TradeStats::default(),
+            cash_fx: fx(starting_cash),
         }
     }
 
@@ -398,6 +411,7 @@ impl Ledger {
         let position_after = st.qty;
 
         self.cash = exact::add(self.cash, fill.cash_flow());
+        self.cash_fx = fx(self.cash);
         self.commissions = exact::add(self.commissions, fill.commission);
         self.lot_pnl = exact::add(self.lot_pnl, realized);
 
@@ -439,11 +453,12 @@ impl Ledger {
     /// time an unknown symbol shows up).
     #[inline]
     pub fn mark(&mut self, sym: SymbolId, price: Price) {
-        if let Some(st) = self.syms.get_mut(sym.index()) {
-            st.mark = Some(price);
-        } else {
-            self.sym_mut(sym).mark = Some(price);
-        }
+        let st = match self.syms.get_mut(sym.index()) {
+            Some(st) => st,
+            None => self.sym_mut(sym),
+        };
+        st.mark = Some(price);
+        st.mark_fx = fx(price);
     }
 
     pub fn mark_of(&self, sym: SymbolId) -> Option<Price> {
@@ -493,6 +508,45 @@ impl Ledger {
         self.open.iter().fold(Decimal::ZERO, |acc, &i| {
             acc.saturating_add(self.syms[i].value().abs())
         })
+    }
+
+    /// `cash()` in integers of 10^-8, when exact there.
+    #[inline]
+    pub fn cash_fixed(&self) -> Option<i64> {
+        self.cash_fx
+    }
+
+    /// `equity()` in integers of 10^-8: `Some` only when every open position is marked, every
+    /// shadow exact and every partial sum below 2^95 at the fixed scale. Then every partial
+    /// sum and every position value (the difference of two partial sums) is below 2^96, so
+    /// the `Decimal` fold computed each step exactly too (a mantissa at a scale of at most 8
+    /// is no larger than the fixed value: no rounding, no saturation) and `equity()` equals
+    /// it in value. Runs on every bar with a position: one bound test per position.
+    #[inline]
+    pub fn equity_fixed(&self) -> Option<i128> {
+        let mut eq = i128::from(self.cash_fx?);
+        for &i in &self.open {
+            let st = &self.syms[i];
+            // |eq| < 2^95 and |qty × mark| < 2^126: no overflow.
+            eq += i128::from(st.qty) * i128::from(st.mark_fx?);
+            if eq.unsigned_abs() >= 1 << 95 {
+                return None;
+            }
+        }
+        Some(eq)
+    }
+
+    /// `gross_exposure()` in integers of 10^-8, exact as [`Self::equity_fixed`]: the partial
+    /// sums grow, so each value and partial sum is below the bounded total.
+    #[inline]
+    pub fn gross_exposure_fixed(&self) -> Option<i128> {
+        let mut gross = 0i128;
+        for &i in &self.open {
+            let st = &self.syms[i];
+            gross += (i128::from(st.qty) * i128::from(st.mark_fx?)).abs();
+            below_2_96(gross)?;
+        }
+        Some(gross)
     }
 
     /// Signed shares held.
@@ -881,8 +935,33 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(format!("{:?}", slow.summary()), format!("{:?}", summary(&fast)));
+                shadows_agree(&fast)?;
             }
         }
+    }
+
+    /// The fixed-point shadows equal the `Decimal` answers whenever they are `Some`, and are
+    /// `Some` whenever every input is exact and small.
+    fn shadows_agree(l: &Ledger) -> Result<(), TestCaseError> {
+        let at = |v: i128| Decimal::from_i128_with_scale(v, 8);
+        prop_assert_eq!(l.cash_fixed(), fx(l.cash()));
+        if let Some(e) = l.equity_fixed() {
+            prop_assert_eq!(at(e), l.equity());
+        }
+        if let Some(g) = l.gross_exposure_fixed() {
+            prop_assert_eq!(at(g), l.gross_exposure());
+        }
+        let small = l.open_symbols().iter().all(|&i| {
+            let s = SymbolId(i as u16);
+            l.mark_of(s)
+                .and_then(fx)
+                .is_some_and(|m| (i128::from(m) * i128::from(l.qty(s))).abs() < 1 << 90)
+        });
+        if small {
+            prop_assert!(l.gross_exposure_fixed().is_some());
+            prop_assert_eq!(l.equity_fixed().is_some(), l.cash_fixed().is_some());
+        }
+        Ok(())
     }
 
     #[derive(Debug, Clone)]
@@ -923,6 +1002,7 @@ mod tests {
             4 => (0u16..3, any::<bool>(), qty, price(), comm)
                 .prop_map(|(sym, buy, qty, price, comm)| RefOp::Fill { sym, buy, qty, price, comm }),
             1 => (0u16..3, price()).prop_map(|(sym, price)| RefOp::Mark { sym, price }),
+            1 => (0u16..3, price()).prop_map(|(sym, price)| RefOp::Mark { sym, price: -price }),
         ]
     }
 

@@ -334,6 +334,35 @@ pub struct RiskContext {
     pub prev_close: Option<Price>,
 }
 
+/// The money figures of a [`RiskContext`], and the order's price, as exact integers of 10^-8
+/// ([`fx`] of each), for a caller that keeps them in fixed point already:
+/// [`RiskGate::check_fixed`] then converts none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedContext {
+    pub price: i64,
+    pub equity: i64,
+    pub cash: i64,
+    pub start_of_day_equity: i64,
+    pub peak_equity: i64,
+    pub gross_exposure: i64,
+    pub daily_notional: i64,
+}
+
+impl FixedContext {
+    /// `fx` of every figure; `None` when one is not exact at the fixed scale.
+    pub fn of(o: &OrderCheck, c: &RiskContext) -> Option<Self> {
+        Some(FixedContext {
+            price: fx(o.price)?,
+            equity: fx(c.equity)?,
+            cash: fx(c.cash)?,
+            start_of_day_equity: fx(c.start_of_day_equity)?,
+            peak_equity: fx(c.peak_equity)?,
+            gross_exposure: fx(c.gross_exposure)?,
+            daily_notional: fx(c.daily_notional)?,
+        })
+    }
+}
+
 /// The pre-trade risk gate. Pure: the same order and context always get the same verdict.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RiskGate {
@@ -367,64 +396,103 @@ const fn bit_if(check: RiskCheck, failed: bool) -> u16 {
     (failed as u16) << check as u16
 }
 
-/// The money limits as integers of 10^-8 (fractions too: 0.02 is 2,000,000).
+/// A fraction limit `v / 10^8` (`v` its [`fx`]) in lowest terms, `num / den`, so that
+/// comparing with it multiplies small numbers: `a × 10^8 ⋚ v × b` ⇔ `a × den ⋚ num × b`
+/// (both sides divided by the positive `10^8 / den`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ratio {
+    num: i64,
+    den: i64,
+}
+
+impl Ratio {
+    fn new(v: i64) -> Self {
+        let (mut a, mut b) = (v.unsigned_abs(), E8 as u64);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        // `a` divides 10^8, so it is positive and both quotients exact.
+        let g = a as i64;
+        Ratio {
+            num: v / g,
+            den: E8 as i64 / g,
+        }
+    }
+
+    /// `a` against `fraction × b`; `None` on overflow. When it answers, the `Decimal`
+    /// product `fraction × b` was exact too: it is `(10^8 / den) × num × b`, below
+    /// 2^27 × 2^63 < 2^96 (see [`EXACT`]).
+    #[inline]
+    fn cmp(self, a: i64, b: i64) -> Option<std::cmp::Ordering> {
+        Some(a.checked_mul(self.den)?.cmp(&self.num.checked_mul(b)?))
+    }
+}
+
+/// The money limits at the fixed scale: amounts as integers of 10^-8, fractions as [`Ratio`]s.
 ///
-/// With them [`RiskGate::check`] decides the money checks in `i128` on the common path and
+/// With them [`RiskGate::check`] decides the money checks in `i64` on the common path and
 /// computes the `Decimal` numbers of a refusal only for a check that fails, so a verdict and
 /// its reason are the same as the `Decimal` path's, bit for bit, at a fraction of the cost.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct FixedLimits {
-    max_position_pct: i128,
-    max_order_notional: i128,
-    max_daily_notional: i128,
-    daily_loss_pct: i128,
-    max_drawdown_pct: i128,
-    max_leverage: i128,
-    max_price_move_pct: i128,
+    max_position_pct: Ratio,
+    max_order_notional: i64,
+    max_daily_notional: i64,
+    daily_loss_pct: Ratio,
+    max_drawdown_pct: Ratio,
+    max_leverage: Ratio,
+    /// `max_leverage <= 1`: buys must be paid in cash.
+    unlevered: bool,
+    max_price_move_pct: Ratio,
 }
 
 impl FixedLimits {
     fn new(l: &RiskLimits) -> Option<Self> {
-        let f = |d: Decimal| fx(d).map(i128::from);
+        let r = |d: Decimal| fx(d).map(Ratio::new);
         Some(FixedLimits {
-            max_position_pct: f(l.max_position_pct)?,
-            max_order_notional: f(l.max_order_notional)?,
-            max_daily_notional: f(l.max_daily_notional)?,
-            daily_loss_pct: f(l.daily_loss_pct)?,
-            max_drawdown_pct: f(l.max_drawdown_pct)?,
-            max_leverage: f(l.max_leverage)?,
-            max_price_move_pct: f(l.max_price_move_pct)?,
+            max_position_pct: r(l.max_position_pct)?,
+            max_order_notional: fx(l.max_order_notional)?,
+            max_daily_notional: fx(l.max_daily_notional)?,
+            daily_loss_pct: r(l.daily_loss_pct)?,
+            max_drawdown_pct: r(l.max_drawdown_pct)?,
+            max_leverage: r(l.max_leverage)?,
+            unlevered: fx(l.max_leverage)? <= E8 as i64,
+            max_price_move_pct: r(l.max_price_move_pct)?,
         })
     }
 
     /// The money checks a validated entry fails, as a mask of [`bit`]s; `None` when a number
-    /// does not fit the fixed scale exactly (see [`EXACT`]), and the caller decides in
-    /// `Decimal`. Each comparison mirrors one in [`RiskGate::entry_check`], at scale 8 or 16.
-    fn breaches(&self, o: &OrderCheck, c: &RiskContext, position_after: Qty) -> Option<u16> {
-        let f = |d: Decimal| fx(d).map(i128::from);
-        let price = f(o.price)?;
-        let (equity, cash, sod, peak) = (
-            f(c.equity)?,
-            f(c.cash)?,
-            f(c.start_of_day_equity)?,
-            f(c.peak_equity)?,
-        );
-        let notional = exact(i128::from(o.qty) * price)?;
-        let held = exact(i128::from(position_after.saturating_abs()) * price)?;
-        let daily = exact(f(c.daily_notional)? + notional)?;
-        let gross = exact(f(c.gross_exposure)? + notional)?;
+    /// overflows an `i64` (far beyond any real account), and the caller decides in `Decimal`.
+    /// Each comparison mirrors one in [`RiskGate::entry_check`], exact in integers; the sums
+    /// and products that `Decimal` computes there are below 2^96 whenever these fit an `i64`,
+    /// so `Decimal` computed them exactly too.
+    fn breaches(
+        &self,
+        o: &OrderCheck,
+        c: &RiskContext,
+        x: &FixedContext,
+        position_after: Qty,
+    ) -> Option<u16> {
+        use std::cmp::Ordering::{Greater, Less};
+        let price = x.price;
+        let notional = o.qty.checked_mul(price)?;
+        let held = position_after.checked_abs()?.checked_mul(price)?;
+        let daily = x.daily_notional.checked_add(notional)?;
+        let gross = x.gross_exposure.checked_add(notional)?;
         let moved = match c.prev_close {
             Some(prev) => {
-                let prev = f(prev)?;
-                (price - prev).abs() * E8 > exact(self.max_price_move_pct * prev)?
+                let prev = fx(prev)?;
+                let change = price.checked_sub(prev)?.checked_abs()?;
+                self.max_price_move_pct.cmp(change, prev)? == Greater
             }
             None => false,
         };
-        let cash_short = o.side == Side::Buy && self.max_leverage <= E8 && notional > cash;
-        let position = held * E8 > exact(self.max_position_pct * equity)?;
-        let daily_loss = (sod - equity) * E8 >= exact(self.daily_loss_pct * sod)?;
-        let drawdown = (peak - equity) * E8 >= exact(self.max_drawdown_pct * peak)?;
-        let leverage = gross * E8 > exact(self.max_leverage * equity)? || cash_short;
+        let (equity, sod, peak) = (x.equity, x.start_of_day_equity, x.peak_equity);
+        let cash_short = o.side == Side::Buy && self.unlevered && notional > x.cash;
+        let position = self.max_position_pct.cmp(held, equity)? == Greater;
+        let daily_loss = self.daily_loss_pct.cmp(sod.checked_sub(equity)?, sod)? != Less;
+        let drawdown = self.max_drawdown_pct.cmp(peak.checked_sub(equity)?, peak)? != Less;
+        let leverage = self.max_leverage.cmp(gross, equity)? == Greater || cash_short;
         Some(
             bit_if(RiskCheck::PositionSize, position)
                 | bit_if(RiskCheck::OrderNotional, notional > self.max_order_notional)
@@ -512,6 +580,31 @@ impl RiskGate {
         &self,
         order: &OrderCheck,
         ctx: &RiskContext,
+        record: Option<&mut Checks>,
+    ) -> Verdict {
+        self.check_with(order, ctx, None, record)
+    }
+
+    /// [`Self::check`], for a caller that has the context's money figures in fixed point:
+    /// `fixed` must be [`FixedContext::of`]`(order, ctx)`. The same verdict and records, with
+    /// no conversion of those figures.
+    pub fn check_fixed(
+        &self,
+        order: &OrderCheck,
+        ctx: &RiskContext,
+        fixed: &FixedContext,
+        record: Option<&mut Checks>,
+    ) -> Verdict {
+        debug_assert_eq!(FixedContext::of(order, ctx).as_ref(), Some(fixed));
+        self.check_with(order, ctx, Some(fixed), record)
+    }
+
+    #[inline(always)]
+    fn check_with(
+        &self,
+        order: &OrderCheck,
+        ctx: &RiskContext,
+        fixed: Option<&FixedContext>,
         mut record: Option<&mut Checks>,
     ) -> Verdict {
         if !self.limits.enabled {
@@ -543,9 +636,12 @@ impl RiskGate {
         // cannot clear and the others that fail. A check outside the mask passes without
         // `Decimal` arithmetic; one inside gets its verdict and reason from `entry_check`.
         let candidates = match &self.fixed {
-            Some(f) if entry => f
-                .breaches(order, ctx, position_after)
-                .map(|m| m | self.plain_fails(order, ctx, position_after)),
+            Some(f) if entry => match fixed {
+                Some(x) => f.breaches(order, ctx, x, position_after),
+                None => FixedContext::of(order, ctx)
+                    .and_then(|x| f.breaches(order, ctx, &x, position_after)),
+            }
+            .map(|m| m | self.plain_fails(order, ctx, position_after)),
             _ => None,
         };
         if let (Some(mut m), None) = (candidates, record.as_deref()) {
@@ -1749,6 +1845,14 @@ mod fast_path_props {
             let exact = RiskGate { limits: l, fixed: None };
             let v = fast.check(&o, &c, None);
             prop_assert_eq!(format!("{v:?}"), format!("{:?}", exact.check(&o, &c, None)));
+            if let Some(x) = FixedContext::of(&o, &c) {
+                let mut a = Checks::default();
+                prop_assert_eq!(fast.check_fixed(&o, &c, &x, None), v);
+                let va = fast.check_fixed(&o, &c, &x, Some(&mut a));
+                let mut b = Checks::default();
+                let vb = exact.check(&o, &c, Some(&mut b));
+                prop_assert_eq!(format!("{va:?} {a:?}"), format!("{vb:?} {b:?}"));
+            }
             let (mut a, mut b) = (Checks::default(), Checks::default());
             let va = fast.check(&o, &c, Some(&mut a));
             let vb = exact.check(&o, &c, Some(&mut b));
@@ -1795,9 +1899,29 @@ mod fast_path_props {
             };
             let l = RiskLimits { allow_short: true, ..RiskLimits::default() };
             let fast = RiskGate::new(l.clone());
-            prop_assert!(fast.fixed.unwrap().breaches(&o, &c, pos + qty).is_some());
+            let x = FixedContext::of(&o, &c).unwrap();
+            prop_assert!(fast.fixed.unwrap().breaches(&o, &c, &x, pos + qty).is_some());
             let exact = RiskGate { limits: l, fixed: None };
             prop_assert_eq!(fast.check(&o, &c, None), exact.check(&o, &c, None));
+            prop_assert_eq!(fast.check_fixed(&o, &c, &x, None), exact.check(&o, &c, None));
+        }
+    }
+
+    proptest! {
+        /// A limit in lowest terms compares as the limit itself, at scale 16 in `i128`.
+        #[test]
+        fn ratio_compares_as_the_fraction(
+            v in prop_oneof![-1_000i64..200_000_000, any::<i64>()],
+            a in prop_oneof![-1_000_000i64..1_000_000, any::<i64>()],
+            b in prop_oneof![-1_000_000_000_000i64..1_000_000_000_000, any::<i64>()],
+        ) {
+            let r = Ratio::new(v);
+            prop_assert_eq!(i128::from(r.num) * E8, i128::from(v) * i128::from(r.den));
+            if let Some(ord) = r.cmp(a, b) {
+                let want = (i128::from(a) * E8).cmp(&(i128::from(v) * i128::from(b)));
+                prop_assert_eq!(ord, want);
+                prop_assert!(exact(i128::from(v) * i128::from(b)).is_some());
+            }
         }
     }
 

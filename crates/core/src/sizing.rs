@@ -149,11 +149,36 @@ fn mul(a: i128, b: i128) -> Option<i128> {
 
 /// [`shares`] of `equity × fraction` at `price`, all at scale 8.
 fn fraction_shares(equity: i128, fraction: i128, price: i128) -> Option<Qty> {
+    if let Some(q) = fraction_shares_small(equity, fraction, price) {
+        return Some(q);
+    }
     let budget = mul(equity, fraction)?;
     if budget <= 0 {
         return Some(0);
     }
     floor_div(budget, price * E8)
+}
+
+/// [`fraction_shares`] in `i64` for positive inputs: the same quotient with the powers of two
+/// that `fraction` shares with 10^8 cancelled, so real budgets fit and divide in one
+/// instruction rather than through 128-bit routines. `None` when something does not fit. When
+/// it answers, the budget is below 2^63 × 2^8, far inside [`MAX_DIVIDEND`] and 2^96, and the
+/// divisor (price × 10^8, price an `i64`) inside [`MAX_DIVISOR`]: the general path would
+/// have divided too, to the same floor.
+#[inline]
+fn fraction_shares_small(equity: i128, fraction: i128, price: i128) -> Option<Qty> {
+    let (e, f, p) = (
+        i64::try_from(equity).ok()?,
+        i64::try_from(fraction).ok()?,
+        i64::try_from(price).ok()?,
+    );
+    if e <= 0 || f <= 0 || p <= 0 {
+        return None;
+    }
+    let k = f.trailing_zeros().min(8);
+    let top = e.checked_mul(f >> k)?;
+    let bottom = p.checked_mul(E8 as i64 >> k)?;
+    Some(top / bottom)
 }
 
 /// [`half_kelly_shares`] at scale 8, step by step the same products.
@@ -180,13 +205,14 @@ fn fixed(d: Decimal) -> Option<i128> {
     fx(d).map(i128::from)
 }
 
-/// [`size`] for the fraction modes in integers of 10^-8, which return the same share count
-/// for a fraction of `Decimal`'s cost. `None` for the other modes and whenever a number does
-/// not fit exactly; the caller then takes [`size_exact`].
-fn size_fixed(
+/// [`size`] for the fraction modes in integers of 10^-8 (`equity` and `price` are `fx` of
+/// the `Decimal`s), which return the same share count for a fraction of `Decimal`'s cost.
+/// `None` for the other modes and whenever a number does not fit exactly; the caller then
+/// takes [`size_exact`].
+fn size_in_fixed(
     cfg: &SizingConfig,
-    equity: Money,
-    price: Price,
+    equity: i128,
+    price: i128,
     stats: &TradeStats,
     max_fraction: Decimal,
 ) -> Option<Qty> {
@@ -195,7 +221,6 @@ fn size_fixed(
         SizingConfig::HalfKelly { cap_fraction, .. } => cap_fraction,
         SizingConfig::AtrRisk { .. } | SizingConfig::FixedQty { .. } => return None,
     };
-    let (equity, price) = (fixed(equity)?, fixed(price)?);
     if equity <= 0 || price <= 0 {
         return Some(0);
     }
@@ -228,8 +253,28 @@ pub fn size(
     stats: &TradeStats,
     max_fraction: Decimal,
 ) -> Qty {
-    size_fixed(cfg, equity, price, stats, max_fraction)
+    fixed(equity)
+        .zip(fixed(price))
+        .and_then(|(e, p)| size_in_fixed(cfg, e, p, stats, max_fraction))
         .unwrap_or_else(|| size_exact(cfg, equity, price, atr, stats, max_fraction))
+}
+
+/// [`size`] for a caller that keeps equity and price in fixed point: `equity_fixed` and
+/// `price_fixed` must be `fx` of the `Decimal`s. The same answer; `equity` is asked for the
+/// `Decimal` only when the fixed-point path cannot decide.
+#[allow(clippy::too_many_arguments)]
+pub fn size_fixed(
+    cfg: &SizingConfig,
+    equity_fixed: i128,
+    equity: impl FnOnce() -> Money,
+    price_fixed: i128,
+    price: Price,
+    atr: Option<f64>,
+    stats: &TradeStats,
+    max_fraction: Decimal,
+) -> Qty {
+    size_in_fixed(cfg, equity_fixed, price_fixed, stats, max_fraction)
+        .unwrap_or_else(|| size_exact(cfg, equity(), price, atr, stats, max_fraction))
 }
 
 /// [`size`] in `Decimal`: the reference the fixed-point path must match, and its fallback.
@@ -626,10 +671,12 @@ mod fast_path_props {
             stats in trade_stats(),
             max_fraction in frac_dec(),
         ) {
-            prop_assert_eq!(
-                size(&cfg, equity, price, atr, &stats, max_fraction),
-                size_exact(&cfg, equity, price, atr, &stats, max_fraction)
-            );
+            let want = size_exact(&cfg, equity, price, atr, &stats, max_fraction);
+            prop_assert_eq!(size(&cfg, equity, price, atr, &stats, max_fraction), want);
+            if let (Some(e), Some(p)) = (fixed(equity), fixed(price)) {
+                let got = size_fixed(&cfg, e, || equity, p, price, atr, &stats, max_fraction);
+                prop_assert_eq!(got, want);
+            }
         }
 
         /// Realistic accounts: the fast path must size a fixed fraction itself (and agree,
@@ -653,8 +700,9 @@ mod fast_path_props {
             };
             let (equity, price) = (Decimal::new(cents, 2), Decimal::new(price_cents, 2));
             let ff = SizingConfig::FixedFraction { fraction: Decimal::new(fraction, 2) };
+            let (e, p) = (fixed(equity).unwrap(), fixed(price).unwrap());
             prop_assert_eq!(
-                size_fixed(&ff, equity, price, &stats, dec!(0.5)),
+                size_in_fixed(&ff, e, p, &stats, dec!(0.5)),
                 Some(size_exact(&ff, equity, price, None, &stats, dec!(0.5)))
             );
             let hk = SizingConfig::HalfKelly { cap_fraction: Decimal::new(fraction, 2), min_trades: 30 };
