@@ -431,7 +431,9 @@ impl Engine {
         }
         self.bars_seen += 1;
         self.roll_day_if_needed(bar.ts, out);
-        self.set_mark(bar.symbol, bar.close);
+        // One conversion of the close serves the ledger's mark and the strategy.
+        let close_fx = fx(bar.close);
+        self.ledger.mark_given(bar.symbol, bar.close, close_fx);
         {
             let st = &mut self.syms[i];
             st.prev_close = st.last_price;
@@ -458,7 +460,7 @@ impl Engine {
             );
         }
 
-        let signal = self.strategies[i].on_bar(bar);
+        let signal = self.strategies[i].on_bar_given(bar, close_fx);
         if action == Action::None {
             // A strategy only signals once warm, so readiness is asked only when a decision
             // record needs the distinction (it is a virtual call per bar otherwise).

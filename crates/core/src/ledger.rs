@@ -453,12 +453,18 @@ impl Ledger {
     /// time an unknown symbol shows up).
     #[inline]
     pub fn mark(&mut self, sym: SymbolId, price: Price) {
+        self.mark_given(sym, price, fx(price));
+    }
+
+    /// [`Ledger::mark`] for a caller that already has `fx(price)`.
+    #[inline]
+    pub fn mark_given(&mut self, sym: SymbolId, price: Price, price_fx: Option<i64>) {
         let st = match self.syms.get_mut(sym.index()) {
             Some(st) => st,
             None => self.sym_mut(sym),
         };
         st.mark = Some(price);
-        st.mark_fx = fx(price);
+        st.mark_fx = price_fx;
     }
 
     pub fn mark_of(&self, sym: SymbolId) -> Option<Price> {

@@ -25,7 +25,13 @@ const POW10: [i128; 9] = [
 /// ones) take its `i64` arithmetic; the rest the `i128` one.
 #[inline]
 pub fn to_fixed(d: Decimal) -> i128 {
-    fx(d).map_or_else(|| to_fixed_wide(d), i128::from)
+    to_fixed_given(d, fx(d))
+}
+
+/// [`to_fixed`] for a caller that already has `fx(d)`.
+#[inline]
+pub fn to_fixed_given(d: Decimal, fx_d: Option<i64>) -> i128 {
+    fx_d.map_or_else(|| to_fixed_wide(d), i128::from)
 }
 
 fn to_fixed_wide(d: Decimal) -> i128 {

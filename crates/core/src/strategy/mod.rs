@@ -449,6 +449,20 @@ impl StrategyConfig {
     }
 }
 
+impl AnyStrategy {
+    /// [`Strategy::on_bar`] for a caller that already has `fx(bar.close)` (the engine
+    /// converts the close once per bar for the ledger's mark and the averages).
+    #[inline]
+    pub fn on_bar_given(&mut self, bar: &Bar, close_fx: Option<i64>) -> Signal {
+        match self {
+            AnyStrategy::SmaCrossover(s) => s.on_close_fixed(
+                crate::indicators::exact_sma::to_fixed_given(bar.close, close_fx),
+            ),
+            AnyStrategy::Other(s) => s.on_bar(bar),
+        }
+    }
+}
+
 impl Strategy for AnyStrategy {
     fn name(&self) -> &'static str {
         match self {

@@ -120,7 +120,25 @@ impl Strategy for SmaCrossover {
 
     #[inline]
     fn on_bar(&mut self, bar: &Bar) -> Signal {
-        self.push(to_fixed(bar.close));
+        self.on_close_fixed(to_fixed(bar.close))
+    }
+
+    fn inputs(&self, out: &mut Inputs) {
+        // Each average is reported from its own warm-up on.
+        if self.count >= self.fast_n {
+            out.push("sma_fast", Self::average_f64(self.fast_sum, self.fast_n));
+        }
+        if self.count >= self.slow_n {
+            out.push("sma_slow", Self::average_f64(self.slow_sum, self.slow_n));
+        }
+    }
+}
+
+impl SmaCrossover {
+    /// The signal for the next close, given at the fixed scale ([`to_fixed`]).
+    #[inline]
+    pub fn on_close_fixed(&mut self, close: i128) -> Signal {
+        self.push(close);
         if !self.is_ready() {
             return Signal::WARMING_UP;
         }
@@ -145,16 +163,6 @@ impl Strategy for SmaCrossover {
                 Signal::hold(Reason::text("fast SMA above slow SMA, no cross"))
             }
             _ => Signal::hold(Reason::text("fast SMA below slow SMA, no cross")),
-        }
-    }
-
-    fn inputs(&self, out: &mut Inputs) {
-        // Each average is reported from its own warm-up on.
-        if self.count >= self.fast_n {
-            out.push("sma_fast", Self::average_f64(self.fast_sum, self.fast_n));
-        }
-        if self.count >= self.slow_n {
-            out.push("sma_slow", Self::average_f64(self.slow_sum, self.slow_n));
         }
     }
 }
