@@ -1692,7 +1692,7 @@ mod fast_path_props {
     /// and rarely (so that most cases reach the fast path) `i64` mantissas with up to 12
     /// places (past the fixed scale), full 96-bit mantissas at any scale (past `EXACT`) and
     /// the extremes.
-    fn any_dec() -> impl Strategy<Value = Decimal> {
+    fn any_dec() -> BoxedStrategy<Decimal> {
         prop_oneof![
             20 => (-5i64..300, 0u32..3).prop_map(|(m, s)| Decimal::new(m, s)),
             20 => (0i64..1_000_000_000, 0u32..=8).prop_map(|(m, s)| Decimal::new(m, s)),
@@ -1707,19 +1707,21 @@ mod fast_path_props {
                 Just(Decimal::new(1, 28)),
             ],
         ]
+        .boxed()
     }
 
     /// Mostly positive, as the gate's inputs usually are, so most cases get past validation.
-    fn pos_dec() -> impl Strategy<Value = Decimal> {
-        prop_oneof![19 => any_dec().prop_map(|d| d.abs()), 1 => any_dec()]
+    fn pos_dec() -> BoxedStrategy<Decimal> {
+        prop_oneof![19 => any_dec().prop_map(|d| d.abs()), 1 => any_dec()].boxed()
     }
 
     /// A fraction limit: mostly small, as configured ones are, else anything.
-    fn frac_dec() -> impl Strategy<Value = Decimal> {
+    fn frac_dec() -> BoxedStrategy<Decimal> {
         prop_oneof![
             8 => (0i64..2_000, 0u32..=5).prop_map(|(m, s)| Decimal::new(m, s)),
             1 => pos_dec(),
         ]
+        .boxed()
     }
 
     fn qty() -> impl Strategy<Value = Qty> {

@@ -163,7 +163,7 @@ fn no_realtime_permission_falls_back_to_delayed_data() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(dir.path(), &gw, "local", "AAPL,MSFT", "", &[], &[]);
 
-    p.wait_for("MSFT flagged delayed", Duration::from_secs(20), |p| {
+    p.wait_for("MSFT flagged delayed", Duration::from_secs(60), |p| {
         p.symbol_status("MSFT")
             .is_some_and(|s| s["delayed"] == true)
     });
@@ -206,12 +206,12 @@ fn untradeable_fallback_refuses_the_symbol_and_its_entries() {
         &[("IB_MARKET_DATA_FALLBACK", "untradeable")],
         &[],
     );
-    p.wait_for("MSFT untradeable", Duration::from_secs(20), |p| {
+    p.wait_for("MSFT untradeable", Duration::from_secs(60), |p| {
         p.symbol_status("MSFT")
             .is_some_and(|s| s["state"] == "untradeable")
     });
     // AAPL keeps trading meanwhile.
-    p.wait_for("AAPL orders", Duration::from_secs(20), |p| {
+    p.wait_for("AAPL orders", Duration::from_secs(60), |p| {
         count(
             &p.db,
             "SELECT COUNT(*) FROM orders WHERE symbol = 'AAPL' AND broker_id IS NOT NULL",
@@ -244,7 +244,7 @@ fn an_unknown_ticker_is_dropped_and_reported() {
     let gw = rt.block_on(gateway(&["AAPL", "MSFT"]));
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(dir.path(), &gw, "local", "AAPL,MSFT,ZZZQ", "", &[], &[]);
-    p.wait_for("the drop on the status", Duration::from_secs(20), |p| {
+    p.wait_for("the drop on the status", Duration::from_secs(60), |p| {
         p.try_status().is_some_and(|s| {
             s["dropped_symbols"]
                 .as_array()
@@ -331,7 +331,7 @@ fn after_a_reconnect_every_missed_bar_is_seen_exactly_once() {
     let gw = rt.block_on(gateway(&["AAPL", "MSFT"]));
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(dir.path(), &gw, "local", "AAPL,MSFT", "", &[], &[]);
-    p.wait_for("live bars", Duration::from_secs(20), |p| {
+    p.wait_for("live bars", Duration::from_secs(60), |p| {
         p.decisions().values().all(|v| v.len() >= 3) && p.decisions().len() == 2
     });
     // Down for ~5 s of real time: ~4 minutes of the fake's market pass without us.
@@ -343,7 +343,7 @@ fn after_a_reconnect_every_missed_bar_is_seen_exactly_once() {
     let missed_min = (t_back - t_drop) / 60_000;
     assert!(missed_min >= 3, "the world moved {missed_min} minutes");
     gw.set_refusing(false);
-    p.wait_for("reconnected", Duration::from_secs(20), |p| {
+    p.wait_for("reconnected", Duration::from_secs(60), |p| {
         ready_count(&p.db) >= 2
     });
     // Live minutes well after the outage, for both symbols.
@@ -448,7 +448,7 @@ fn paper_account_run(
         &[],
         &["--cash", "60000"],
     );
-    p.wait_for("the account on the status", Duration::from_secs(20), |p| {
+    p.wait_for("the account on the status", Duration::from_secs(60), |p| {
         p.try_status()
             .is_some_and(|s| !s["broker_account"].is_null())
     });

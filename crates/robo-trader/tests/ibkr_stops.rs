@@ -128,9 +128,9 @@ fn orders_dump(db: &Path) -> String {
 }
 
 fn enter(p: &mut Proc, gw: &Handle, db: &Path) -> (i64, Decimal) {
-    p.wait_for("Ready", Duration::from_secs(15), |_| ready_count(db) >= 1);
+    p.wait_for("Ready", Duration::from_secs(45), |_| ready_count(db) >= 1);
     let log = p.log.clone();
-    p.wait_for("history loaded", Duration::from_secs(15), |_| {
+    p.wait_for("history loaded", Duration::from_secs(45), |_| {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("history loaded")
@@ -139,7 +139,7 @@ fn enter(p: &mut Proc, gw: &Handle, db: &Path) -> (i64, Decimal) {
     assert!(gw.set_price("AAPL", 9_990));
     sleep(Duration::from_millis(4000));
     assert!(gw.set_price("AAPL", 10_100));
-    p.wait_for("the entry fill", Duration::from_secs(15), |_| {
+    p.wait_for("the entry fill", Duration::from_secs(45), |_| {
         count(db, "SELECT COUNT(*) FROM fills") >= 1
     });
     let fills = db_fills(db);
@@ -175,7 +175,7 @@ fn the_stop_survives_a_reconnect_and_fills_at_the_broker_once() {
     let (qty, entry) = enter(&mut p, &gw, &db);
     assert_eq!(entry, dec!(101.00));
 
-    p.wait_for("the broker stop", Duration::from_secs(10), |_| {
+    p.wait_for("the broker stop", Duration::from_secs(45), |_| {
         !of_type(&gw, "STP", "SELL").is_empty()
     });
     let stop = the_stop(&p, &gw);
@@ -203,7 +203,7 @@ fn the_stop_survives_a_reconnect_and_fills_at_the_broker_once() {
     // A drop: the reconnect finds the stop at IB and places no second one.
     let before = ready_count(&db);
     gw.drop_now();
-    p.wait_for("the reconnection", Duration::from_secs(15), |_| {
+    p.wait_for("the reconnection", Duration::from_secs(45), |_| {
         gw.connection_count() > 1 && ready_count(&db) > before
     });
     sleep(Duration::from_millis(2500)); // two bars: each bar checks the cover too
@@ -211,7 +211,7 @@ fn the_stop_survives_a_reconnect_and_fills_at_the_broker_once() {
 
     // Through the level: IB fills the stop; the ledger books it once, no local exit is sent.
     assert!(gw.set_price("AAPL", 9_800));
-    p.wait_for("the stop's fill", Duration::from_secs(10), |_| {
+    p.wait_for("the stop's fill", Duration::from_secs(45), |_| {
         count(&db, "SELECT COUNT(*) FROM fills") >= 2
     });
     sleep(Duration::from_millis(2500));
@@ -252,7 +252,7 @@ fn a_signal_exit_cancels_the_stop_first_and_sells_once() {
     let db = dir.path().join("robo.db");
     let mut p = start(dir.path(), &gw);
     let (qty, entry) = enter(&mut p, &gw, &db);
-    p.wait_for("the broker stop", Duration::from_secs(10), |_| {
+    p.wait_for("the broker stop", Duration::from_secs(45), |_| {
         !of_type(&gw, "STP", "SELL").is_empty()
     });
     let stop_id = the_stop(&p, &gw).order_id.unwrap();
@@ -260,7 +260,7 @@ fn a_signal_exit_cancels_the_stop_first_and_sells_once() {
     // A fall that crosses the SMAs but stays above the stop's level: a signal exit.
     sleep(Duration::from_millis(3000));
     assert!(gw.set_price("AAPL", 10_050));
-    p.wait_for("the exit fill", Duration::from_secs(15), |_| {
+    p.wait_for("the exit fill", Duration::from_secs(45), |_| {
         count(&db, "SELECT COUNT(*) FROM fills") >= 2
     });
     sleep(Duration::from_millis(1500));
@@ -310,7 +310,7 @@ fn a_crash_leaves_the_stop_at_ib_and_the_restart_adopts_it() {
     let db = dir.path().join("robo.db");
     let mut p = start(dir.path(), &gw);
     let (qty, _) = enter(&mut p, &gw, &db);
-    p.wait_for("the broker stop", Duration::from_secs(10), |_| {
+    p.wait_for("the broker stop", Duration::from_secs(45), |_| {
         count(
             &db,
             "SELECT COUNT(*) FROM orders WHERE order_type = 'STP' AND broker_id IS NOT NULL",
@@ -326,14 +326,14 @@ fn a_crash_leaves_the_stop_at_ib_and_the_restart_adopts_it() {
 
     let before = ready_count(&db);
     let mut p = start(dir.path(), &gw);
-    p.wait_for("Ready after the restart", Duration::from_secs(15), |_| {
+    p.wait_for("Ready after the restart", Duration::from_secs(45), |_| {
         ready_count(&db) > before
     });
     sleep(Duration::from_millis(3000)); // bars, each of which checks the cover
     the_stop(&p, &gw);
     // The adopted stop still protects: through the level it fills once, booked once.
     assert!(gw.set_price("AAPL", 9_800));
-    p.wait_for("the stop's fill", Duration::from_secs(10), |_| {
+    p.wait_for("the stop's fill", Duration::from_secs(45), |_| {
         count(&db, "SELECT COUNT(*) FROM fills") >= 2
     });
     sleep(Duration::from_millis(1500));

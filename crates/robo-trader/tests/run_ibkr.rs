@@ -160,7 +160,7 @@ fn trades_through_two_drops_and_matches_the_gateway() {
     let before = ready_count(&db);
     let sent = place_requests(&gw);
     gw.delay(RequestKind::PlaceOrder, Duration::from_secs(3));
-    p.wait_for("an order to hold", Duration::from_secs(20), |_| {
+    p.wait_for("an order to hold", Duration::from_secs(60), |_| {
         place_requests(&gw) > sent
     });
     gw.drop_now();
@@ -169,7 +169,7 @@ fn trades_through_two_drops_and_matches_the_gateway() {
         gw.connection_count() > 2 && ready_count(&db) > before
     });
     let after_drops = filled_count(&db);
-    p.wait_for("trading after the drops", Duration::from_secs(20), |_| {
+    p.wait_for("trading after the drops", Duration::from_secs(60), |_| {
         filled_count(&db) >= after_drops + 3
     });
     p.stop();
