@@ -333,9 +333,9 @@ const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 8081828384858687888990919293949596979899";
 
 impl IdText {
-    /// Room for a short prefix, a full `u64` and a suffix (the paper broker's longest id,
-    /// `P-C<u64>-1`, is 25 bytes); 32 also makes the UTF-8 check below a word-wise one.
-    pub const CAP: usize = 32;
+    /// Room for the paper broker's two ids side by side (`P-C<u64>-1P<u64>`, at most 46
+    /// bytes, checked once); a multiple of 16 also makes the UTF-8 check below word-wise.
+    pub const CAP: usize = 48;
 
     pub const fn new() -> Self {
         IdText {
@@ -351,6 +351,25 @@ impl IdText {
         if b.is_ascii() && b.len() <= Self::CAP - self.len {
             self.buf[self.len..self.len + b.len()].copy_from_slice(b);
             self.len += b.len();
+        }
+    }
+
+    /// Bytes written so far.
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends a copy of the bytes already written at `from..to` (left out if that range is
+    /// not written yet or would not fit): repeating digits is cheaper than writing them again.
+    pub fn push_copy(&mut self, from: usize, to: usize) {
+        let n = to.saturating_sub(from);
+        if from <= to && to <= self.len && n <= Self::CAP - self.len {
+            self.buf.copy_within(from..to, self.len);
+            self.len += n;
         }
     }
 
@@ -387,9 +406,10 @@ impl IdText {
 
     pub fn as_str(&self) -> &str {
         // Only ASCII is ever written (the unused tail is NUL), so this cannot fail; the
-        // fallback keeps it panic-free. Checking the whole buffer is cheaper than checking
-        // a short prefix: the standard check goes word by word only over whole blocks.
-        std::str::from_utf8(&self.buf)
+        // fallback keeps it panic-free. The check runs over whole 16-byte blocks, which the
+        // standard check takes word by word (an odd-length prefix costs twice as much).
+        let checked = self.len.next_multiple_of(16).min(Self::CAP);
+        std::str::from_utf8(self.buf.get(..checked).unwrap_or_default())
             .ok()
             .and_then(|s| s.get(..self.len))
             .unwrap_or_default()
@@ -611,14 +631,39 @@ mod tests {
         }
         // Text that would not fit is left out whole, never cut.
         let mut t = IdText::new();
-        for _ in 0..2 {
+        for _ in 0..3 {
             t.push_u64(u64::MAX);
         }
-        assert_eq!(t.as_str(), u64::MAX.to_string());
+        let max = u64::MAX.to_string();
+        assert_eq!(t.as_str(), format!("{max}{max}"));
         t.push_ascii("é");
-        t.push_ascii("0123456789ab");
-        t.push_ascii("0123456789abc");
-        assert_eq!(t.as_str(), format!("{}0123456789ab", u64::MAX));
+        t.push_ascii("01234567");
+        t.push_ascii("8");
+        assert_eq!(t.as_str(), format!("{max}{max}01234567"));
+        assert_eq!(t.len(), IdText::CAP);
+    }
+
+    #[test]
+    fn id_text_copies_what_it_wrote() {
+        let mut t = IdText::new();
+        assert!(t.is_empty());
+        t.push_ascii("P-C");
+        t.push_u64(4711);
+        t.push_ascii("-1P");
+        t.push_copy(3, 7);
+        assert_eq!(t.as_str(), "P-C4711-1P4711");
+        // Ranges not written yet, reversed, or too long for the room left are left out.
+        t.push_copy(3, 15);
+        t.push_copy(7, 3);
+        assert_eq!(t.as_str(), "P-C4711-1P4711");
+        let mut full = IdText::new();
+        full.push_u64(u64::MAX);
+        full.push_u64(u64::MAX);
+        full.push_copy(0, 20);
+        assert_eq!(full.len(), 40);
+        full.push_copy(0, 8);
+        assert_eq!(full.len(), IdText::CAP);
+        assert!(full.as_str().ends_with("18446744"));
     }
 
     proptest::proptest! {
