@@ -41,6 +41,13 @@ pub struct StopConfigError {
 }
 
 impl StopConfig {
+    /// No level is on: there is nothing to arm (a bare-strategy backtest).
+    pub fn is_off(&self) -> bool {
+        self.stop_loss_pct.is_none()
+            && self.trailing_pct.is_none()
+            && self.take_profit_pct.is_none()
+    }
+
     /// Every level that is on must be a fraction strictly between 0 and 1.
     pub fn validate(&self) -> Result<(), StopConfigError> {
         let fields = [
@@ -236,7 +243,9 @@ impl StopBook {
     /// below the entry for longs, above it for shorts). A non-positive entry is not a price
     /// and arms nothing.
     pub fn arm(&mut self, sym: SymbolId, long: bool, entry: Price, high_water: Price) {
-        if entry <= Decimal::ZERO {
+        // With every level off a stop could never trigger; arming it would only cost a
+        // check per bar.
+        if entry <= Decimal::ZERO || self.cfg.is_off() {
             return;
         }
         let i = sym.index();
@@ -417,6 +426,41 @@ impl StopBook {
         let armed = *armed;
         self.set_quiet(sym.index(), Some(&armed));
         hit
+    }
+}
+
+#[cfg(test)]
+mod off {
+    use super::*;
+    use crate::types::Ts;
+
+    #[test]
+    fn with_every_level_off_nothing_is_armed() {
+        let off = StopConfig {
+            stop_loss_pct: None,
+            trailing_pct: None,
+            take_profit_pct: None,
+        };
+        assert!(off.is_off());
+        let mut book = StopBook::new(1, off);
+        let sym = SymbolId(0);
+        book.arm(sym, true, Decimal::new(100, 0), Decimal::new(100, 0));
+        assert_eq!(book.armed(sym), None);
+        let crash = Bar {
+            symbol: sym,
+            ts: Ts(0),
+            open: Decimal::new(1, 0),
+            high: Decimal::new(1, 0),
+            low: Decimal::new(1, 0),
+            close: Decimal::new(1, 0),
+            volume: 1,
+        };
+        assert_eq!(book.on_bar(&crash), None);
+        let on = StopConfig {
+            trailing_pct: Some(Decimal::new(5, 2)),
+            ..off
+        };
+        assert!(!on.is_off());
     }
 }
 

@@ -253,6 +253,39 @@ pub struct ClosedTrade {
     pub commission: Decimal,
 }
 
+/// A closed FIFO round trip as the book produces it: no text, so a run that only counts
+/// trades (no report) allocates nothing per trade. [`RoundTrip::to_closed`] names it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundTrip {
+    pub symbol: usize,
+    pub long: bool,
+    pub qty: i64,
+    pub entry_ts: Ts,
+    pub entry_price: Decimal,
+    pub exit_ts: Ts,
+    pub exit_price: Decimal,
+    /// Net of both legs' commissions.
+    pub pnl: Decimal,
+    pub commission: Decimal,
+}
+
+impl RoundTrip {
+    /// The trade as the report and the JSON show it.
+    pub fn to_closed(&self, symbol: &str) -> ClosedTrade {
+        ClosedTrade {
+            symbol: symbol.to_string(),
+            side: if self.long { "long" } else { "short" },
+            qty: self.qty,
+            entry_ts: ts_text(self.entry_ts),
+            entry_price: self.entry_price,
+            exit_ts: ts_text(self.exit_ts),
+            exit_price: self.exit_price,
+            pnl: self.pnl,
+            commission: self.commission,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Lot {
     /// Signed: > 0 long.
@@ -263,11 +296,11 @@ struct Lot {
     ts: Ts,
 }
 
-/// FIFO lots per symbol, producing [`ClosedTrade`]s.
+/// FIFO lots per symbol, producing [`RoundTrip`]s.
 #[derive(Debug, Clone, Default)]
 pub struct TradeBook {
     lots: Vec<VecDeque<Lot>>,
-    pub closed: Vec<ClosedTrade>,
+    pub closed: Vec<RoundTrip>,
 }
 
 impl TradeBook {
@@ -282,7 +315,6 @@ impl TradeBook {
     pub fn fill(
         &mut self,
         sym: usize,
-        symbol: &str,
         side: Side,
         qty: i64,
         price: Decimal,
@@ -320,13 +352,13 @@ impl TradeBook {
             };
             let long = lot.qty > 0;
             let gross = (price - lot.price) * Decimal::from(if long { m } else { -m });
-            self.closed.push(ClosedTrade {
-                symbol: symbol.to_string(),
-                side: if long { "long" } else { "short" },
+            self.closed.push(RoundTrip {
+                symbol: sym,
+                long,
                 qty: m,
-                entry_ts: ts_text(lot.ts),
+                entry_ts: lot.ts,
                 entry_price: lot.price,
-                exit_ts: ts_text(ts),
+                exit_ts: ts,
                 exit_price: price,
                 pnl: gross - entry_c - exit_c,
                 commission: entry_c + exit_c,
@@ -377,13 +409,13 @@ pub struct TradeStatsAcc {
 
 impl TradeStatsAcc {
     /// Wins are trades with P&L > 0; everything else (including break-even) is a loss.
-    pub fn add(&mut self, t: &ClosedTrade) {
+    pub fn add(&mut self, pnl: Decimal) {
         self.trades += 1;
-        if t.pnl > Decimal::ZERO {
+        if pnl > Decimal::ZERO {
             self.wins += 1;
-            self.gross_profit += t.pnl;
+            self.gross_profit += pnl;
         } else {
-            self.gross_loss += t.pnl;
+            self.gross_loss += pnl;
         }
     }
 
@@ -407,9 +439,9 @@ impl TradeStatsAcc {
 }
 
 /// [`TradeStatsAcc`] over a list.
-pub fn trade_summary(trades: &[ClosedTrade]) -> TradeSummary {
+pub fn trade_summary(trades: &[RoundTrip]) -> TradeSummary {
     let mut acc = TradeStatsAcc::default();
-    trades.iter().for_each(|t| acc.add(t));
+    trades.iter().for_each(|t| acc.add(t.pnl));
     acc.finish()
 }
 
@@ -528,9 +560,9 @@ mod tests {
         let mut b = TradeBook::new(1);
         let t = Ts::from_secs;
         // Buy 100 @ 10 ($1), buy 100 @ 12 ($1), sell 150 @ 13 ($1.50).
-        b.fill(0, "A", Side::Buy, 100, dec!(10), dec!(1), t(1));
-        b.fill(0, "A", Side::Buy, 100, dec!(12), dec!(1), t(2));
-        b.fill(0, "A", Side::Sell, 150, dec!(13), dec!(1.50), t(3));
+        b.fill(0, Side::Buy, 100, dec!(10), dec!(1), t(1));
+        b.fill(0, Side::Buy, 100, dec!(12), dec!(1), t(2));
+        b.fill(0, Side::Sell, 150, dec!(13), dec!(1.50), t(3));
         assert_eq!(b.closed.len(), 2);
         // Lot 1: 100 × 3 = 300 − 1 (entry) − 1.00 (100/150 of 1.50) = 298.
         assert_eq!(b.closed[0].qty, 100);
@@ -539,7 +571,7 @@ mod tests {
         assert_eq!(b.closed[1].qty, 50);
         assert_eq!(b.closed[1].pnl, dec!(49));
         // Sell the last 50 @ 11 ($1): 50 × −1 = −50 − 0.50 − 1 = −51.50.
-        b.fill(0, "A", Side::Sell, 50, dec!(11), dec!(1), t(4));
+        b.fill(0, Side::Sell, 50, dec!(11), dec!(1), t(4));
         assert_eq!(b.closed[2].pnl, dec!(-51.50));
         let s = trade_summary(&b.closed);
         assert_eq!((s.trades, s.wins, s.losses), (3, 2, 1));
@@ -555,9 +587,12 @@ mod tests {
     #[test]
     fn short_round_trip() {
         let mut b = TradeBook::new(1);
-        b.fill(0, "A", Side::Sell, 10, dec!(20), dec!(1), Ts(1));
-        b.fill(0, "A", Side::Buy, 10, dec!(18), dec!(1), Ts(2));
-        assert_eq!(b.closed[0].side, "short");
+        b.fill(0, Side::Sell, 10, dec!(20), dec!(1), Ts(1));
+        b.fill(0, Side::Buy, 10, dec!(18), dec!(1), Ts(2));
+        assert!(!b.closed[0].long);
         assert_eq!(b.closed[0].pnl, dec!(18));
+        let shown = b.closed[0].to_closed("A");
+        assert_eq!((shown.symbol.as_str(), shown.side), ("A", "short"));
+        assert_eq!(shown.entry_ts, ts_text(Ts(1)));
     }
 }

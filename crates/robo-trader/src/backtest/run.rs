@@ -244,13 +244,13 @@ impl SessionHooks for Hooks<'_> {
         self.fills += 1;
         self.notional += f.price * Decimal::from(f.qty);
         let i = f.symbol.index();
-        let name = self.names.get(i).map_or("?", String::as_str);
         self.book
-            .fill(i, name, f.side, f.qty, f.price, f.commission, f.ts);
+            .fill(i, f.side, f.qty, f.price, f.commission, f.ts);
         for t in self.book.closed.drain(..) {
-            self.stats.add(&t);
+            self.stats.add(t.pnl);
             if self.detail && self.closed.len() < MAX_KEPT_TRADES {
-                self.closed.push(t);
+                let name = self.names.get(t.symbol).map_or("?", String::as_str);
+                self.closed.push(t.to_closed(name));
             }
         }
         if self.detail && self.fill_rows.len() < MAX_KEPT_TRADES {
@@ -275,6 +275,18 @@ fn f64_of(d: Decimal) -> f64 {
     match POW10_F64.get(d.scale() as usize) {
         Some(p) if m.unsigned_abs() < 1u128 << 53 => m as i64 as f64 / p,
         _ => d.to_f64().unwrap_or(0.0),
+    }
+}
+
+/// The ledger's equity as the nearest `f64`, from its exact fixed-point shadow when it has
+/// one: `v / 10^8` with `v` under 2^53 is one correctly rounded division of the same real
+/// number [`f64_of`] divides, so the result is the same `f64`, without building the
+/// `Decimal` sum on every timestamp.
+#[inline]
+fn equity_f64(led: &robo_core::ledger::Ledger) -> f64 {
+    match led.equity_fixed() {
+        Some(v) if v.unsigned_abs() < 1u128 << 53 => v as i64 as f64 / 1e8,
+        _ => f64_of(led.equity()),
     }
 }
 
@@ -358,7 +370,7 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
                      bench_total: f64,
                      eq_dec: &mut Decimator<(i64, f64, f64)>| {
         let led = session.engine.ledger();
-        let eq = f64_of(led.equity());
+        let eq = equity_f64(led);
         curve.push(t, eq);
         bench.push(t, bench_total);
         points += 1;
@@ -499,4 +511,41 @@ fn track_benchmark(bar: &Bar, alloc: f64, shares: &mut [f64], last: &mut [f64], 
 /// Text of a timestamp for output.
 pub fn when(t: Option<Ts>) -> Option<String> {
     t.map(ts_text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use robo_core::ledger::Ledger;
+    use robo_core::types::{ClientOrderId, ExecId, Fill, SymbolId};
+
+    proptest! {
+        /// The shadow-based equity is the very `f64` the `Decimal` one converts to.
+        #[test]
+        fn equity_from_the_shadow_is_the_same_f64(
+            cash in 1i64..10_000_000_000,
+            cash_scale in 0u32..4,
+            fills in proptest::collection::vec((1i64..500, 1i64..1_000_000, 0u32..5, any::<bool>()), 0..6),
+            mark in 1i64..1_000_000,
+            mark_scale in 0u32..6,
+        ) {
+            let mut led = Ledger::new(1, Decimal::new(cash, cash_scale));
+            for (k, (qty, px, scale, buy)) in fills.into_iter().enumerate() {
+                let f = Fill {
+                    exec_id: ExecId::from(format!("E{k}")),
+                    order_id: ClientOrderId(k as u64 + 1),
+                    symbol: SymbolId(0),
+                    side: if buy { Side::Buy } else { Side::Sell },
+                    qty,
+                    price: Decimal::new(px, scale),
+                    commission: Decimal::new(100, 2),
+                    ts: Ts(k as i64),
+                };
+                let _ = led.try_apply_fill(&f);
+            }
+            led.mark(SymbolId(0), Decimal::new(mark, mark_scale));
+            prop_assert_eq!(equity_f64(&led).to_bits(), f64_of(led.equity()).to_bits());
+        }
+    }
 }
