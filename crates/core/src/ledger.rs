@@ -207,22 +207,24 @@ pub(crate) mod exact {
 
 /// The ledger's amounts, kept unpacked between fills.
 ///
-/// An [`Amt`] holds any `Decimal` losslessly: the signed 96-bit mantissa in an `i128`, the
-/// scale, and the sign of a zero (`rust_decimal` tells `-0` from `0`). A fill then adds and
-/// multiplies integers it already has, and a `Decimal` is assembled only when one is read.
+/// An [`Amt`] holds any `Decimal` losslessly in 16 bytes. The common form is a signed `i64`
+/// mantissa and a scale, on which a fill adds and multiplies directly; every other value
+/// (a mantissa beyond `i64`, or a negative zero, which `rust_decimal` tells from `0`) is
+/// kept as the `Decimal`'s raw parts and computed through the `Decimal` operators. A
+/// `Decimal` is assembled only when a value is read.
 ///
 /// Each operation follows `rust_decimal` bit for bit. Zero operands take its rules (`0 ± b`
-/// is `±b` at `b`'s scale, the sign of a zero `b` kept; `a ± 0` is `a`; a product with a zero
-/// is a scale-0 zero). For non-zero operands whose mantissas fit an `i64` and whose scales
-/// differ by at most 18, `rust_decimal` adds the aligned mantissas exactly (it does so
-/// whenever both fit 64 bits, the scales differ by at most 19 and the sum's magnitude is
-/// below 2^96) and builds the result at the larger scale, a zero sum as a positive zero; so
-/// does [`Amt::add`]. Products whose mantissa fits an `i64` are exact at the operand's
+/// is `±b` at `b`'s scale, `a ± 0` is `a`, a product with a zero is a scale-0 zero). For
+/// non-zero operands whose mantissas fit an `i64` and whose scales differ by at most 18,
+/// `rust_decimal` adds the aligned mantissas exactly (it does so whenever both fit 64 bits,
+/// the scales differ by at most 19 and the sum's magnitude is below 2^96) and builds the
+/// result at the larger scale, a zero sum as a positive zero; so does [`Amt::add`] when the
+/// sum fits an `i64`. Products whose mantissa fits an `i64` are exact at the operand's
 /// scale. Everything else goes through the `Decimal` operator and is unpacked again.
 mod amt {
     use rust_decimal::Decimal;
 
-    use crate::indicators::exact_sma::SCALE as FX_SCALE;
+    use crate::indicators::exact_sma::{fx, SCALE as FX_SCALE};
 
     /// 10^k, for aligning scales.
     const POW10: [i64; 19] = {
@@ -235,12 +237,19 @@ mod amt {
         t
     };
 
+    /// In `flags`: the value is in the raw form.
+    const RAW: u32 = 1 << 31;
+    /// In `flags` of the raw form: the sign bit.
+    const NEG: u32 = 1 << 30;
+
     #[derive(Clone, Copy, Default)]
     pub(super) struct Amt {
-        m: i128,
-        scale: u32,
-        /// A zero with the sign bit set; only ever with `m == 0`.
-        neg_zero: bool,
+        /// Plain form: the signed mantissa. Raw form: the low 64 bits of the magnitude.
+        m: i64,
+        /// The scale, plus [`RAW`] and [`NEG`] in the raw form.
+        flags: u32,
+        /// Raw form: the high 32 bits of the magnitude; 0 in the plain form.
+        hi: u32,
     }
 
     /// By value, as `Decimal` compares.
@@ -275,109 +284,164 @@ mod amt {
         a.to_dec() / Decimal::from(q)
     }
 
+    #[cold]
+    #[inline(never)]
+    fn neg_slow(a: Amt) -> Amt {
+        Amt::from_dec(-a.to_dec())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn raw_from_dec(d: Decimal) -> Amt {
+        let u = d.unpack();
+        Amt {
+            m: (u64::from(u.mid) << 32 | u64::from(u.lo)) as i64,
+            flags: RAW | if u.negative { NEG } else { 0 } | u.scale,
+            hi: u.hi,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn raw_to_dec(a: Amt) -> Decimal {
+        let lo = a.m as u64;
+        let mut d = Decimal::from_parts(
+            lo as u32,
+            (lo >> 32) as u32,
+            a.hi,
+            false,
+            a.flags & !(RAW | NEG),
+        );
+        d.set_sign_negative(a.flags & NEG != 0);
+        d
+    }
+
     impl Amt {
         pub const ZERO: Amt = Amt {
             m: 0,
-            scale: 0,
-            neg_zero: false,
+            flags: 0,
+            hi: 0,
         };
+
+        #[inline(always)]
+        fn plain(self) -> bool {
+            self.flags & RAW == 0
+        }
 
         #[inline(always)]
         pub fn from_dec(d: Decimal) -> Amt {
             let u = d.unpack();
-            let mag = i128::from(u.hi) << 64 | i128::from(u.mid) << 32 | i128::from(u.lo);
+            if u.hi != 0 || u.mid > i32::MAX as u32 || (u.negative && u.mid | u.lo == 0) {
+                return raw_from_dec(d);
+            }
+            let mag = (u64::from(u.mid) << 32 | u64::from(u.lo)) as i64;
             Amt {
                 m: if u.negative { -mag } else { mag },
-                scale: u.scale,
-                neg_zero: u.negative && mag == 0,
+                flags: u.scale,
+                hi: 0,
             }
         }
 
         #[inline(always)]
         pub fn to_dec(self) -> Decimal {
-            let mag = self.m.unsigned_abs();
-            let mut d = Decimal::from_parts(
-                mag as u32,
-                (mag >> 32) as u32,
-                (mag >> 64) as u32,
-                self.m < 0,
-                self.scale,
-            );
-            if self.neg_zero {
-                d.set_sign_negative(true);
+            if !self.plain() {
+                return raw_to_dec(self);
             }
-            d
+            let mag = self.m.unsigned_abs();
+            Decimal::from_parts(mag as u32, (mag >> 32) as u32, 0, self.m < 0, self.flags)
         }
 
         /// Also true of a negative zero.
         #[inline(always)]
         pub fn is_zero(self) -> bool {
-            self.m == 0
+            self.m == 0 && self.hi == 0
         }
 
+        /// `self < 0`.
         #[inline(always)]
         pub fn is_negative(self) -> bool {
-            self.m < 0
+            if self.plain() {
+                self.m < 0
+            } else {
+                self.flags & NEG != 0 && !self.is_zero()
+            }
         }
 
-        /// `|self| > bound × 10^-scale` for the bound's mantissa at this amount's scale.
+        /// `|self| > bound`, given the bound's mantissa at every scale.
         #[inline(always)]
         pub fn magnitude_above(self, bound_at_scale: &[u128; 29]) -> bool {
-            self.m.unsigned_abs() > bound_at_scale[self.scale as usize]
+            // The bound at scale 0 is the smallest.
+            if self.plain() && u128::from(self.m.unsigned_abs()) <= bound_at_scale[0] {
+                false
+            } else if self.plain() {
+                u128::from(self.m.unsigned_abs()) > bound_at_scale[self.flags as usize]
+            } else {
+                let d = self.to_dec();
+                d.mantissa().unsigned_abs() > bound_at_scale[d.scale() as usize]
+            }
         }
 
-        /// `exact_sma::fx(self.to_dec())`, without the `Decimal`.
+        /// `exact_sma::fx(self.to_dec())`, without the `Decimal` when plain.
         #[inline(always)]
         pub fn fx(self) -> Option<i64> {
-            let p = *POW10.get(FX_SCALE.checked_sub(self.scale)? as usize)?;
-            let v = i64::try_from(self.m.unsigned_abs()).ok()?.checked_mul(p)?;
-            Some(if self.m < 0 { -v } else { v })
+            if !self.plain() {
+                return fx(self.to_dec());
+            }
+            let p = *POW10.get(FX_SCALE.checked_sub(self.flags)? as usize)?;
+            // `fx` takes no mantissa of magnitude 2^63.
+            if self.m == i64::MIN {
+                return None;
+            }
+            self.m.checked_mul(p)
         }
 
-        /// `-self`: flips the sign, of a zero too, as `Decimal`'s `Neg` does.
+        /// `-self`, as `Decimal`'s `Neg` (a zero's sign flips too).
         #[inline(always)]
         pub fn neg(self) -> Amt {
-            Amt {
-                m: -self.m,
-                scale: self.scale,
-                neg_zero: self.m == 0 && !self.neg_zero,
+            match self.m.checked_neg() {
+                Some(m) if self.plain() && m != 0 => Amt { m, ..self },
+                _ => neg_slow(self),
             }
         }
 
         #[inline(always)]
         fn add_sub(self, b: Amt, subtract: bool) -> Amt {
-            if self.m == 0 {
-                return if subtract && b.m != 0 { b.neg() } else { b };
-            }
-            if b.m == 0 {
-                return self;
-            }
-            if let (Ok(x), Ok(y)) = (i64::try_from(self.m), i64::try_from(b.m)) {
-                let y = if subtract {
-                    -i128::from(y)
+            if (self.flags | b.flags) & RAW == 0 {
+                if self.m == 0 {
+                    if !subtract || b.m == 0 {
+                        return b;
+                    }
+                    if let Some(m) = b.m.checked_neg() {
+                        return Amt { m, ..b };
+                    }
+                } else if b.m == 0 {
+                    return self;
                 } else {
-                    i128::from(y)
-                };
-                let x = i128::from(x);
-                let (sa, sb) = (self.scale, b.scale);
-                // Aligned operands stay below 2^123: no overflow.
-                let r = if sa == sb {
-                    Some(x + y)
-                } else if sa > sb {
-                    POW10
-                        .get((sa - sb) as usize)
-                        .map(|&p| x + y * i128::from(p))
-                } else {
-                    POW10
-                        .get((sb - sa) as usize)
-                        .map(|&p| x * i128::from(p) + y)
-                };
-                if let Some(r) = r.filter(|r| r.unsigned_abs() < 1 << 96) {
-                    return Amt {
-                        m: r,
-                        scale: sa.max(sb),
-                        neg_zero: false,
+                    let (sa, sb) = (self.flags, b.flags);
+                    let y = if subtract {
+                        b.m.checked_neg()
+                    } else {
+                        Some(b.m)
                     };
+                    let r = y.and_then(|y| {
+                        if sa == sb {
+                            self.m.checked_add(y)
+                        } else if sa > sb {
+                            self.m
+                                .checked_add(y.checked_mul(*POW10.get((sa - sb) as usize)?)?)
+                        } else {
+                            self.m
+                                .checked_mul(*POW10.get((sb - sa) as usize)?)?
+                                .checked_add(y)
+                        }
+                    });
+                    if let Some(m) = r {
+                        return Amt {
+                            m,
+                            flags: sa.max(sb),
+                            hi: 0,
+                        };
+                    }
                 }
             }
             add_slow(self, b, subtract)
@@ -398,32 +462,29 @@ mod amt {
         /// `self × Decimal::from(q)`.
         #[inline(always)]
         pub fn mul_int(self, q: i64) -> Amt {
-            if self.m == 0 || q == 0 {
-                return Amt::ZERO;
+            if self.plain() {
+                if self.m == 0 || q == 0 {
+                    return Amt::ZERO;
+                }
+                if let Some(m) = self.m.checked_mul(q) {
+                    return Amt { m, ..self };
+                }
             }
-            match i64::try_from(self.m).ok().and_then(|m| m.checked_mul(q)) {
-                Some(r) => Amt {
-                    m: i128::from(r),
-                    scale: self.scale,
-                    neg_zero: false,
-                },
-                None => mul_int_slow(self, q),
-            }
+            mul_int_slow(self, q)
         }
 
         /// `self ÷ Decimal::from(q)` for `q ≠ 0`: an exact quotient keeps the scale, as
         /// `rust_decimal` leaves it; an inexact one is `rust_decimal`'s to round.
         #[inline(always)]
         pub fn div_int(self, q: i64) -> Decimal {
-            if self.m == 0 {
-                return Decimal::ZERO;
-            }
-            if let Ok(m) = i64::try_from(self.m) {
-                if m.checked_rem(q) == Some(0) {
+            if self.plain() {
+                if self.m == 0 {
+                    return Decimal::ZERO;
+                }
+                if self.m.checked_rem(q) == Some(0) {
                     return Amt {
-                        m: i128::from(m / q),
-                        scale: self.scale,
-                        neg_zero: false,
+                        m: self.m / q,
+                        ..self
                     }
                     .to_dec();
                 }
@@ -452,7 +513,7 @@ struct SymState {
 impl SymState {
     /// Value at the mark, or at cost when never marked (so unmarked positions show zero
     /// unrealized P&L).
-    #[inline]
+    #[inline(always)]
     fn value(&self) -> Money {
         match self.mark {
             Some(m) => m.saturating_mul(Decimal::from(self.qty)),
@@ -461,12 +522,11 @@ impl SymState {
     }
 }
 
-/// [`TradeStats`] with its sums unpacked.
+/// [`TradeStats`] as read (the sizing reads it for every entry), and its sums unpacked for
+/// the next trade's arithmetic.
 #[derive(Default, Clone, Copy, Debug, PartialEq)]
 struct Stats {
-    trades: u32,
-    wins: u32,
-    losses: u32,
+    read: TradeStats,
     gross_win: Amt,
     gross_loss: Amt,
 }
@@ -643,6 +703,10 @@ impl Ledger {
 
         if was_flat != (position_after == 0) {
             match self.open.binary_search(&idx) {
+                // The last one (always, with one symbol) needs no shift.
+                Ok(p) if position_after == 0 && p + 1 == self.open.len() => {
+                    self.open.pop();
+                }
                 Ok(p) if position_after == 0 => {
                     self.open.remove(p);
                 }
@@ -654,15 +718,17 @@ impl Ledger {
         if closed > 0 {
             let pnl = realized.sub(commission);
             let s = &mut self.stats;
-            s.trades += 1;
+            s.read.trades += 1;
             // `pnl > 0` / `pnl < 0`; a negative zero is neither.
             if !pnl.is_zero() {
                 if pnl.is_negative() {
-                    s.losses += 1;
+                    s.read.losses += 1;
                     s.gross_loss = s.gross_loss.sub(pnl);
+                    s.read.gross_loss = s.gross_loss.to_dec();
                 } else {
-                    s.wins += 1;
+                    s.read.wins += 1;
                     s.gross_win = s.gross_win.add(pnl);
+                    s.read.gross_win = s.gross_win.to_dec();
                 }
             }
         }
@@ -826,14 +892,7 @@ impl Ledger {
     }
 
     pub fn trade_stats(&self) -> TradeStats {
-        let s = self.stats;
-        TradeStats {
-            trades: s.trades,
-            wins: s.wins,
-            losses: s.losses,
-            gross_win: s.gross_win.to_dec(),
-            gross_loss: s.gross_loss.to_dec(),
-        }
+        self.stats.read
     }
 }
 
