@@ -406,7 +406,18 @@ mod amt {
 
         #[inline(always)]
         fn add_sub(self, b: Amt, subtract: bool) -> Amt {
-            if (self.flags | b.flags) & RAW == 0 {
+            // Plain operands at one scale need no zero rules: `0 ± b`, `a ± 0` and a sum
+            // that cancels all come out of the integer sum as `rust_decimal` builds them.
+            if self.flags == b.flags && self.plain() {
+                let r = if subtract {
+                    self.m.checked_sub(b.m)
+                } else {
+                    self.m.checked_add(b.m)
+                };
+                if let Some(m) = r {
+                    return Amt { m, ..self };
+                }
+            } else if (self.flags | b.flags) & RAW == 0 {
                 if self.m == 0 {
                     if !subtract || b.m == 0 {
                         return b;
@@ -424,9 +435,7 @@ mod amt {
                         Some(b.m)
                     };
                     let r = y.and_then(|y| {
-                        if sa == sb {
-                            self.m.checked_add(y)
-                        } else if sa > sb {
+                        if sa > sb {
                             self.m
                                 .checked_add(y.checked_mul(*POW10.get((sa - sb) as usize)?)?)
                         } else {
@@ -463,11 +472,11 @@ mod amt {
         #[inline(always)]
         pub fn mul_int(self, q: i64) -> Amt {
             if self.plain() {
-                if self.m == 0 || q == 0 {
-                    return Amt::ZERO;
-                }
-                if let Some(m) = self.m.checked_mul(q) {
-                    return Amt { m, ..self };
+                // A zero product is `rust_decimal`'s scale-0 zero.
+                match self.m.checked_mul(q) {
+                    Some(0) => return Amt::ZERO,
+                    Some(m) => return Amt { m, ..self },
+                    None => {}
                 }
             }
             mul_int_slow(self, q)
