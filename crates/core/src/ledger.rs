@@ -1336,6 +1336,7 @@ mod tests {
             1 => (1i128..(1i128 << 96), 18u32..=28)
                 .prop_map(|(m, s)| Decimal::from_i128_with_scale(m, s)),
             1 => Just(Decimal::ZERO),
+            1 => (0u32..=28).prop_map(|s| Decimal::new(0, s)),
             1 => Just(MAX_FILL_PRICE),
         ]
     }
