@@ -348,7 +348,10 @@ mod amt {
                 return raw_to_dec(self);
             }
             let mag = self.m.unsigned_abs();
-            Decimal::from_parts(mag as u32, (mag >> 32) as u32, 0, self.m < 0, self.flags)
+            // The sign set apart: `from_parts` would test for a zero, which is never negative here.
+            let mut d = Decimal::from_parts(mag as u32, (mag >> 32) as u32, 0, false, self.flags);
+            d.set_sign_negative(self.m < 0);
+            d
         }
 
         /// Also true of a negative zero.
@@ -548,6 +551,8 @@ pub struct Ledger {
     open: Vec<usize>,
     starting_cash: Money,
     cash: Amt,
+    /// `cash` as read: every order's risk check reads it (and `equity`), a fill writes it.
+    cash_read: Money,
     commissions: Amt,
     /// Σ FIFO lot P&L, before commissions.
     lot_pnl: Amt,
@@ -565,6 +570,7 @@ impl Ledger {
             open: Vec::new(),
             starting_cash,
             cash: Amt::from_dec(starting_cash),
+            cash_read: starting_cash,
             commissions: Amt::ZERO,
             lot_pnl: Amt::ZERO,
             stats: Stats::default(),
@@ -706,6 +712,7 @@ impl Ledger {
             Side::Sell => notional.sub(commission),
         };
         self.cash = self.cash.add(flow);
+        self.cash_read = self.cash.to_dec();
         self.cash_fx = self.cash.fx();
         self.commissions = self.commissions.add(commission);
         self.lot_pnl = self.lot_pnl.add(realized);
@@ -773,7 +780,7 @@ impl Ledger {
     }
 
     pub fn cash(&self) -> Money {
-        self.cash.to_dec()
+        self.cash_read
     }
 
     pub fn starting_cash(&self) -> Money {
@@ -805,7 +812,7 @@ impl Ledger {
 
     /// Cash plus every position at its mark (at cost when never marked).
     pub fn equity(&self) -> Money {
-        self.open.iter().fold(self.cash.to_dec(), |acc, &i| {
+        self.open.iter().fold(self.cash_read, |acc, &i| {
             acc.saturating_add(self.syms[i].value())
         })
     }
