@@ -5,8 +5,10 @@
 //! holds to the last digit. Per-symbol state lives in a `Vec` indexed by [`SymbolId`]; `mark`
 //! is a single store and `equity` walks only the symbols with an open position.
 //!
-//! The arithmetic goes through [`exact`], which computes the common small operands in integers
-//! and still yields the very `Decimal` (value, scale and sign) that `rust_decimal` would.
+//! The ledger keeps its amounts unpacked ([`amt`]: an `i64` mantissa and a scale), so a fill
+//! is a handful of integer operations; each still yields the very `Decimal` (value, scale and
+//! sign) that `rust_decimal` would, and a `Decimal` is built only when a value is read. The
+//! [`exact`] module does the same on `Decimal` operands for the rest of the crate.
 //!
 //! Next to the `Decimal`s the ledger keeps fixed-point shadows (integers of 10^-8, see
 //! [`fx`]) of the cash and the marks, so that the engine's per-bar and per-order questions
@@ -21,7 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::indicators::exact_sma::fx;
 use crate::risk::exact as below_2_96;
-use crate::types::{Fill, Money, Position, Price, Qty, SymbolId, Ts};
+use crate::types::{Fill, Money, Position, Price, Qty, Side, SymbolId, Ts};
+
+use amt::Amt;
 
 /// One open lot: shares bought (or sold short) together at one price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,12 +96,6 @@ const MAX_FILL_PRICE_AT_SCALE: [u128; 29] = {
     }
     t
 };
-
-/// `|d| > MAX_FILL_PRICE`, exactly as the `Decimal` comparison answers it.
-#[inline]
-fn above_max_fill_price(d: Decimal) -> bool {
-    d.mantissa().unsigned_abs() > MAX_FILL_PRICE_AT_SCALE[d.scale() as usize]
-}
 
 /// `Decimal` arithmetic, bit for bit as `rust_decimal` does it, with an integer fast path.
 ///
@@ -207,26 +205,306 @@ pub(crate) mod exact {
     pub fn mul_int(a: Decimal, q: i64) -> Decimal {
         mul_int_fast(a, q).unwrap_or_else(|| mul_int_slow(a, q))
     }
+}
+
+/// The ledger's amounts, kept unpacked between fills.
+///
+/// An [`Amt`] holds any `Decimal` losslessly in 16 bytes. The common form is a signed `i64`
+/// mantissa and a scale, on which a fill adds and multiplies directly; every other value
+/// (a mantissa beyond `i64`, or a negative zero, which `rust_decimal` tells from `0`) is
+/// kept as the `Decimal`'s raw parts and computed through the `Decimal` operators. A
+/// `Decimal` is assembled only when a value is read.
+///
+/// Each operation follows `rust_decimal` bit for bit. Zero operands take its rules (`0 ± b`
+/// is `±b` at `b`'s scale, `a ± 0` is `a`, a product with a zero is a scale-0 zero). For
+/// non-zero operands whose mantissas fit an `i64` and whose scales differ by at most 18,
+/// `rust_decimal` adds the aligned mantissas exactly (it does so whenever both fit 64 bits,
+/// the scales differ by at most 19 and the sum's magnitude is below 2^96) and builds the
+/// result at the larger scale, a zero sum as a positive zero; so does [`Amt::add`] when the
+/// sum fits an `i64`. Products whose mantissa fits an `i64` are exact at the operand's
+/// scale. Everything else goes through the `Decimal` operator and is unpacked again.
+mod amt {
+    use rust_decimal::Decimal;
+
+    use crate::indicators::exact_sma::{fx, SCALE as FX_SCALE};
+
+    /// 10^k, for aligning scales.
+    const POW10: [i64; 19] = {
+        let mut t = [1i64; 19];
+        let mut k = 1;
+        while k < 19 {
+            t[k] = t[k - 1] * 10;
+            k += 1;
+        }
+        t
+    };
+
+    /// In `flags`: the value is in the raw form.
+    const RAW: u32 = 1 << 31;
+    /// In `flags` of the raw form: the sign bit.
+    const NEG: u32 = 1 << 30;
+
+    #[derive(Clone, Copy, Default)]
+    pub(super) struct Amt {
+        /// Plain form: the signed mantissa. Raw form: the low 64 bits of the magnitude.
+        m: i64,
+        /// The scale, plus [`RAW`] and [`NEG`] in the raw form.
+        flags: u32,
+        /// Raw form: the high 32 bits of the magnitude; 0 in the plain form.
+        hi: u32,
+    }
+
+    /// By value, as `Decimal` compares.
+    impl PartialEq for Amt {
+        fn eq(&self, other: &Self) -> bool {
+            self.to_dec() == other.to_dec()
+        }
+    }
+
+    impl std::fmt::Debug for Amt {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.to_dec().fmt(f)
+        }
+    }
 
     #[cold]
     #[inline(never)]
-    fn div_int_slow(a: Decimal, q: i64) -> Decimal {
-        a / Decimal::from(q)
+    fn add_slow(a: Amt, b: Amt, subtract: bool) -> Amt {
+        let (a, b) = (a.to_dec(), b.to_dec());
+        Amt::from_dec(if subtract { a - b } else { a + b })
     }
 
-    /// `a ÷ Decimal::from(q)` for `q ≠ 0`. An exact quotient keeps `a`'s scale, as
-    /// `rust_decimal` leaves it; an inexact one is `rust_decimal`'s to round.
-    #[inline]
-    pub fn div_int(a: Decimal, q: i64) -> Decimal {
-        if let Some((m, scale)) = parts(a) {
-            if m == 0 {
-                return Decimal::ZERO;
+    #[cold]
+    #[inline(never)]
+    fn mul_int_slow(a: Amt, q: i64) -> Amt {
+        Amt::from_dec(a.to_dec() * Decimal::from(q))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn div_int_slow(a: Amt, q: i64) -> Decimal {
+        a.to_dec() / Decimal::from(q)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn neg_slow(a: Amt) -> Amt {
+        Amt::from_dec(-a.to_dec())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn raw_from_dec(d: Decimal) -> Amt {
+        let u = d.unpack();
+        Amt {
+            m: (u64::from(u.mid) << 32 | u64::from(u.lo)) as i64,
+            flags: RAW | if u.negative { NEG } else { 0 } | u.scale,
+            hi: u.hi,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn raw_to_dec(a: Amt) -> Decimal {
+        let lo = a.m as u64;
+        let mut d = Decimal::from_parts(
+            lo as u32,
+            (lo >> 32) as u32,
+            a.hi,
+            false,
+            a.flags & !(RAW | NEG),
+        );
+        d.set_sign_negative(a.flags & NEG != 0);
+        d
+    }
+
+    impl Amt {
+        pub const ZERO: Amt = Amt {
+            m: 0,
+            flags: 0,
+            hi: 0,
+        };
+
+        #[inline(always)]
+        fn plain(self) -> bool {
+            self.flags & RAW == 0
+        }
+
+        #[inline(always)]
+        pub fn from_dec(d: Decimal) -> Amt {
+            let u = d.unpack();
+            if u.hi != 0 || u.mid > i32::MAX as u32 || (u.negative && u.mid | u.lo == 0) {
+                return raw_from_dec(d);
             }
-            if m.checked_rem(q) == Some(0) {
-                return build(m / q, scale);
+            let mag = (u64::from(u.mid) << 32 | u64::from(u.lo)) as i64;
+            Amt {
+                m: if u.negative { -mag } else { mag },
+                flags: u.scale,
+                hi: 0,
             }
         }
-        div_int_slow(a, q)
+
+        #[inline(always)]
+        pub fn to_dec(self) -> Decimal {
+            if !self.plain() {
+                return raw_to_dec(self);
+            }
+            let mag = self.m.unsigned_abs();
+            // The sign set apart: `from_parts` would test for a zero, which is never negative here.
+            let mut d = Decimal::from_parts(mag as u32, (mag >> 32) as u32, 0, false, self.flags);
+            d.set_sign_negative(self.m < 0);
+            d
+        }
+
+        /// Also true of a negative zero.
+        #[inline(always)]
+        pub fn is_zero(self) -> bool {
+            self.m == 0 && self.hi == 0
+        }
+
+        /// `self < 0`.
+        #[inline(always)]
+        pub fn is_negative(self) -> bool {
+            if self.plain() {
+                self.m < 0
+            } else {
+                self.flags & NEG != 0 && !self.is_zero()
+            }
+        }
+
+        /// `|self| > bound`, given the bound's mantissa at every scale.
+        #[inline(always)]
+        pub fn magnitude_above(self, bound_at_scale: &[u128; 29]) -> bool {
+            // The bound at scale 0 is the smallest.
+            if self.plain() && u128::from(self.m.unsigned_abs()) <= bound_at_scale[0] {
+                false
+            } else if self.plain() {
+                u128::from(self.m.unsigned_abs()) > bound_at_scale[self.flags as usize]
+            } else {
+                let d = self.to_dec();
+                d.mantissa().unsigned_abs() > bound_at_scale[d.scale() as usize]
+            }
+        }
+
+        /// `exact_sma::fx(self.to_dec())`, without the `Decimal` when plain.
+        #[inline(always)]
+        pub fn fx(self) -> Option<i64> {
+            if !self.plain() {
+                return fx(self.to_dec());
+            }
+            let p = *POW10.get(FX_SCALE.checked_sub(self.flags)? as usize)?;
+            // `fx` takes no mantissa of magnitude 2^63.
+            if self.m == i64::MIN {
+                return None;
+            }
+            self.m.checked_mul(p)
+        }
+
+        /// `-self`, as `Decimal`'s `Neg` (a zero's sign flips too).
+        #[inline(always)]
+        pub fn neg(self) -> Amt {
+            match self.m.checked_neg() {
+                Some(m) if self.plain() && m != 0 => Amt { m, ..self },
+                _ => neg_slow(self),
+            }
+        }
+
+        #[inline(always)]
+        fn add_sub(self, b: Amt, subtract: bool) -> Amt {
+            // Plain operands at one scale need no zero rules: `0 ± b`, `a ± 0` and a sum
+            // that cancels all come out of the integer sum as `rust_decimal` builds them.
+            if self.flags == b.flags && self.plain() {
+                let r = if subtract {
+                    self.m.checked_sub(b.m)
+                } else {
+                    self.m.checked_add(b.m)
+                };
+                if let Some(m) = r {
+                    return Amt { m, ..self };
+                }
+            } else if (self.flags | b.flags) & RAW == 0 {
+                if self.m == 0 {
+                    if !subtract || b.m == 0 {
+                        return b;
+                    }
+                    if let Some(m) = b.m.checked_neg() {
+                        return Amt { m, ..b };
+                    }
+                } else if b.m == 0 {
+                    return self;
+                } else {
+                    let (sa, sb) = (self.flags, b.flags);
+                    let y = if subtract {
+                        b.m.checked_neg()
+                    } else {
+                        Some(b.m)
+                    };
+                    let r = y.and_then(|y| {
+                        if sa > sb {
+                            self.m
+                                .checked_add(y.checked_mul(*POW10.get((sa - sb) as usize)?)?)
+                        } else {
+                            self.m
+                                .checked_mul(*POW10.get((sb - sa) as usize)?)?
+                                .checked_add(y)
+                        }
+                    });
+                    if let Some(m) = r {
+                        return Amt {
+                            m,
+                            flags: sa.max(sb),
+                            hi: 0,
+                        };
+                    }
+                }
+            }
+            add_slow(self, b, subtract)
+        }
+
+        /// `self + b`, as `Decimal` adds.
+        #[inline(always)]
+        pub fn add(self, b: Amt) -> Amt {
+            self.add_sub(b, false)
+        }
+
+        /// `self − b`, as `Decimal` subtracts.
+        #[inline(always)]
+        pub fn sub(self, b: Amt) -> Amt {
+            self.add_sub(b, true)
+        }
+
+        /// `self × Decimal::from(q)`.
+        #[inline(always)]
+        pub fn mul_int(self, q: i64) -> Amt {
+            if self.plain() {
+                // A zero product is `rust_decimal`'s scale-0 zero.
+                match self.m.checked_mul(q) {
+                    Some(0) => return Amt::ZERO,
+                    Some(m) => return Amt { m, ..self },
+                    None => {}
+                }
+            }
+            mul_int_slow(self, q)
+        }
+
+        /// `self ÷ Decimal::from(q)` for `q ≠ 0`: an exact quotient keeps the scale, as
+        /// `rust_decimal` leaves it; an inexact one is `rust_decimal`'s to round.
+        #[inline(always)]
+        pub fn div_int(self, q: i64) -> Decimal {
+            if self.plain() {
+                if self.m == 0 {
+                    return Decimal::ZERO;
+                }
+                if self.m.checked_rem(q) == Some(0) {
+                    return Amt {
+                        m: self.m / q,
+                        ..self
+                    }
+                    .to_dec();
+                }
+            }
+            div_int_slow(self, q)
+        }
     }
 }
 
@@ -236,7 +514,7 @@ struct SymState {
     qty: Qty,
     /// Cached Σ lot.qty × lot.price (signed cost basis), so valuing an unmarked position
     /// needs no division.
-    cost: Money,
+    cost: Amt,
     /// Cached `cost / qty` (0 when flat), recomputed when the lots change, so reading a
     /// position needs no division either.
     avg_cost: Price,
@@ -249,13 +527,22 @@ struct SymState {
 impl SymState {
     /// Value at the mark, or at cost when never marked (so unmarked positions show zero
     /// unrealized P&L).
-    #[inline]
+    #[inline(always)]
     fn value(&self) -> Money {
         match self.mark {
             Some(m) => m.saturating_mul(Decimal::from(self.qty)),
-            None => self.cost,
+            None => self.cost.to_dec(),
         }
     }
+}
+
+/// [`TradeStats`] as read (the sizing reads it for every entry), and its sums unpacked for
+/// the next trade's arithmetic.
+#[derive(Default, Clone, Copy, Debug, PartialEq)]
+struct Stats {
+    read: TradeStats,
+    gross_win: Amt,
+    gross_loss: Amt,
 }
 
 /// Cash, positions and P&L for one account.
@@ -265,11 +552,13 @@ pub struct Ledger {
     /// Indices of symbols with a non-zero position, ascending, so aggregates skip flat ones.
     open: Vec<usize>,
     starting_cash: Money,
-    cash: Money,
-    commissions: Money,
+    cash: Amt,
+    /// `cash` as read: every order's risk check reads it (and `equity`), a fill writes it.
+    cash_read: Money,
+    commissions: Amt,
     /// Σ FIFO lot P&L, before commissions.
-    lot_pnl: Money,
-    stats: TradeStats,
+    lot_pnl: Amt,
+    stats: Stats,
     /// `fx(cash)`.
     cash_fx: Option<i64>,
 }
@@ -282,10 +571,11 @@ impl Ledger {
             syms: vec![SymState::default(); n_symbols],
             open: Vec::new(),
             starting_cash,
-            cash: starting_cash,
-            commissions: Decimal::ZERO,
-            lot_pnl: Decimal::ZERO,
-            stats: TradeStats::default(),
+            cash: Amt::from_dec(starting_cash),
+            cash_read: starting_cash,
+            commissions: Amt::ZERO,
+            lot_pnl: Amt::ZERO,
+            stats: Stats::default(),
             cash_fx: fx(starting_cash),
         }
     }
@@ -301,6 +591,16 @@ impl Ledger {
     /// Checks a fill without applying it: quantity and price within sane bounds, and the
     /// position would not overflow.
     pub fn check_fill(&self, fill: &Fill) -> Result<(), FillError> {
+        self.check_unpacked(
+            fill,
+            Amt::from_dec(fill.price),
+            Amt::from_dec(fill.commission),
+        )
+    }
+
+    /// [`Ledger::check_fill`] with the fill's price and commission already unpacked.
+    #[inline(always)]
+    fn check_unpacked(&self, fill: &Fill, price: Amt, commission: Amt) -> Result<(), FillError> {
         let exec_id = || fill.exec_id.0.to_string();
         if fill.qty <= 0 || fill.qty > MAX_FILL_QTY {
             return Err(FillError::BadQty {
@@ -311,16 +611,14 @@ impl Ledger {
         }
         // Integer forms of `price < 0 || price > MAX_FILL_PRICE` and `|commission| >
         // MAX_FILL_PRICE`: a negative zero is not below zero.
-        if (fill.price.is_sign_negative() && !fill.price.is_zero())
-            || above_max_fill_price(fill.price)
-        {
+        if price.is_negative() || price.magnitude_above(&MAX_FILL_PRICE_AT_SCALE) {
             return Err(FillError::BadPrice {
                 exec_id: exec_id(),
                 price: fill.price,
                 max: MAX_FILL_PRICE,
             });
         }
-        if above_max_fill_price(fill.commission) {
+        if commission.magnitude_above(&MAX_FILL_PRICE_AT_SCALE) {
             return Err(FillError::BadCommission {
                 exec_id: exec_id(),
                 commission: fill.commission,
@@ -339,8 +637,10 @@ impl Ledger {
 
     /// Applies a fill, or says why it cannot. Does not deduplicate: the order manager does.
     pub fn try_apply_fill(&mut self, fill: &Fill) -> Result<FillEffect, FillError> {
-        self.check_fill(fill)?;
-        Ok(self.apply_checked(fill))
+        let price = Amt::from_dec(fill.price);
+        let commission = Amt::from_dec(fill.commission);
+        self.check_unpacked(fill, price, commission)?;
+        Ok(self.apply_checked(fill, price, commission))
     }
 
     /// Applies a fill: closes opposite lots FIFO, then opens the remainder on the fill's side
@@ -350,15 +650,14 @@ impl Ledger {
         self.try_apply_fill(fill).unwrap_or_default()
     }
 
-    fn apply_checked(&mut self, fill: &Fill) -> FillEffect {
-        let price = fill.price;
+    fn apply_checked(&mut self, fill: &Fill, price: Amt, commission: Amt) -> FillEffect {
         let side_sign = fill.side.sign();
         let idx = fill.symbol.index();
         let st = self.sym_mut(fill.symbol);
         let was_flat = st.qty == 0;
 
         let mut remaining = fill.qty; // > 0, in shares
-        let mut realized = Decimal::ZERO;
+        let mut realized = Amt::ZERO;
         let mut closed = 0;
         // Close lots on the other side, oldest first.
         while remaining > 0 {
@@ -372,15 +671,13 @@ impl Ledger {
             let take = remaining.min(front.qty.abs());
             // A closed long earns (price − lot price) per share; a covered short the reverse.
             let signed_closed = take * front.qty.signum();
-            realized = exact::add(
-                realized,
-                exact::mul_int(exact::sub(price, front.price), signed_closed),
-            );
+            let lot_price = Amt::from_dec(front.price);
+            realized = realized.add(price.sub(lot_price).mul_int(signed_closed));
             let emptied = front.qty == signed_closed;
             // Closing the last lot with nothing left to open resets the cost basis below, so
             // its cost arithmetic would be thrown away.
             if !(emptied && last && take == remaining) {
-                st.cost = exact::sub(st.cost, exact::mul_int(front.price, signed_closed));
+                st.cost = st.cost.sub(lot_price.mul_int(signed_closed));
             }
             st.qty -= signed_closed;
             front.qty -= signed_closed;
@@ -395,28 +692,39 @@ impl Ledger {
             let signed = opened * side_sign;
             st.lots.push_back(Lot {
                 qty: signed,
-                price,
+                price: fill.price,
                 ts: fill.ts,
             });
-            st.cost = exact::add(st.cost, exact::mul_int(price, signed));
+            st.cost = st.cost.add(price.mul_int(signed));
             st.qty += signed;
         }
         if st.lots.is_empty() {
             // Exact anyway; reset so no residue of scale lingers.
-            st.cost = Decimal::ZERO;
+            st.cost = Amt::ZERO;
             st.avg_cost = Decimal::ZERO;
         } else {
-            st.avg_cost = exact::div_int(st.cost, st.qty);
+            st.avg_cost = st.cost.div_int(st.qty);
         }
         let position_after = st.qty;
 
-        self.cash = exact::add(self.cash, fill.cash_flow());
-        self.cash_fx = fx(self.cash);
-        self.commissions = exact::add(self.commissions, fill.commission);
-        self.lot_pnl = exact::add(self.lot_pnl, realized);
+        // `Fill::cash_flow`, step for step.
+        let notional = price.mul_int(fill.qty);
+        let flow = match fill.side {
+            Side::Buy => notional.neg().sub(commission),
+            Side::Sell => notional.sub(commission),
+        };
+        self.cash = self.cash.add(flow);
+        self.cash_read = self.cash.to_dec();
+        self.cash_fx = self.cash.fx();
+        self.commissions = self.commissions.add(commission);
+        self.lot_pnl = self.lot_pnl.add(realized);
 
         if was_flat != (position_after == 0) {
             match self.open.binary_search(&idx) {
+                // The last one (always, with one symbol) needs no shift.
+                Ok(p) if position_after == 0 && p + 1 == self.open.len() => {
+                    self.open.pop();
+                }
                 Ok(p) if position_after == 0 => {
                     self.open.remove(p);
                 }
@@ -426,23 +734,25 @@ impl Ledger {
         }
 
         if closed > 0 {
-            let pnl = exact::sub(realized, fill.commission);
+            let pnl = realized.sub(commission);
             let s = &mut self.stats;
-            s.trades += 1;
-            // Sign tests stand for `pnl > 0` / `pnl < 0`; a negative zero is neither.
+            s.read.trades += 1;
+            // `pnl > 0` / `pnl < 0`; a negative zero is neither.
             if !pnl.is_zero() {
-                if pnl.is_sign_positive() {
-                    s.wins += 1;
-                    s.gross_win = exact::add(s.gross_win, pnl);
+                if pnl.is_negative() {
+                    s.read.losses += 1;
+                    s.gross_loss = s.gross_loss.sub(pnl);
+                    s.read.gross_loss = s.gross_loss.to_dec();
                 } else {
-                    s.losses += 1;
-                    s.gross_loss = exact::sub(s.gross_loss, pnl);
+                    s.read.wins += 1;
+                    s.gross_win = s.gross_win.add(pnl);
+                    s.read.gross_win = s.gross_win.to_dec();
                 }
             }
         }
 
         FillEffect {
-            realized,
+            realized: realized.to_dec(),
             closed_qty: closed,
             opened_qty: opened,
             position_after,
@@ -472,7 +782,7 @@ impl Ledger {
     }
 
     pub fn cash(&self) -> Money {
-        self.cash
+        self.cash_read
     }
 
     pub fn starting_cash(&self) -> Money {
@@ -481,30 +791,30 @@ impl Ledger {
 
     /// Total commissions paid.
     pub fn commissions(&self) -> Money {
-        self.commissions
+        self.commissions.to_dec()
     }
 
     /// Σ FIFO lot P&L − Σ all commissions (including those of fills that only opened).
     pub fn realized(&self) -> Money {
-        exact::sub(self.lot_pnl, self.commissions)
+        self.lot_pnl.sub(self.commissions).to_dec()
     }
 
     /// Σ FIFO lot P&L of closed quantity, before commissions.
     pub fn realized_before_commissions(&self) -> Money {
-        self.lot_pnl
+        self.lot_pnl.to_dec()
     }
 
     /// Σ (mark − lot price) × qty over open lots; a never-marked position contributes 0.
     pub fn unrealized(&self) -> Money {
         self.open.iter().fold(Decimal::ZERO, |acc, &i| {
             let st = &self.syms[i];
-            acc.saturating_add(st.value().saturating_sub(st.cost))
+            acc.saturating_add(st.value().saturating_sub(st.cost.to_dec()))
         })
     }
 
     /// Cash plus every position at its mark (at cost when never marked).
     pub fn equity(&self) -> Money {
-        self.open.iter().fold(self.cash, |acc, &i| {
+        self.open.iter().fold(self.cash_read, |acc, &i| {
             acc.saturating_add(self.syms[i].value())
         })
     }
@@ -600,7 +910,7 @@ impl Ledger {
     }
 
     pub fn trade_stats(&self) -> TradeStats {
-        self.stats
+        self.stats.read
     }
 }
 
@@ -861,6 +1171,14 @@ mod tests {
         let mantissa = prop_oneof![
             3 => -10_000i128..10_000,
             3 => any::<i64>().prop_map(i128::from),
+            1 => prop::sample::select(vec![
+                i128::from(i64::MAX),
+                i128::from(i64::MIN),
+                1 << 63,
+                (1 << 96) - 1,
+                -((1 << 96) - 1),
+                1 << 95,
+            ]),
             1 => (any::<u128>(), any::<bool>())
                 .prop_map(|(m, neg)| {
                     let m = (m % (1u128 << 96)) as i128;
@@ -901,12 +1219,45 @@ mod tests {
             if let Some(r) = a.checked_mul(qd) {
                 prop_assert_eq!(bits(Some(exact::mul_int(a, q))), bits(Some(r)));
             }
-            if q != 0 {
-                if let Some(r) = a.checked_div(qd) {
-                    prop_assert_eq!(bits(Some(exact::div_int(a, q))), bits(Some(r)));
+        }
+
+        /// Every [`Amt`] operation returns exactly what the `Decimal` operator returns, also
+        /// for sums that cancel (a zero at some scale) and operands at the `i64` edges.
+        #[test]
+        fn amt_ops_equal_decimal_ops(
+            a in any_dec(),
+            b in any_dec(),
+            q in any_int(),
+            extra in 0u32..20,
+        ) {
+            let ua = Amt::from_dec(a);
+            prop_assert_eq!(bits(Some(ua.to_dec())), bits(Some(a)));
+            prop_assert_eq!(bits(Some(ua.neg().to_dec())), bits(Some(-a)));
+            prop_assert_eq!(ua.fx(), fx(a));
+            prop_assert_eq!(ua.is_zero(), a.is_zero());
+            prop_assert_eq!(ua.is_negative(), a < Decimal::ZERO);
+            let above = ua.magnitude_above(&MAX_FILL_PRICE_AT_SCALE);
+            prop_assert_eq!(above, a.abs() > MAX_FILL_PRICE);
+            let mut cancel = -a;
+            cancel.rescale((a.scale() + extra).min(28));
+            for b in [b, a, -a, cancel, b.normalize()] {
+                let ub = Amt::from_dec(b);
+                if let Some(r) = a.checked_add(b) {
+                    prop_assert_eq!(bits(Some(ua.add(ub).to_dec())), bits(Some(r)));
+                }
+                if let Some(r) = a.checked_sub(b) {
+                    prop_assert_eq!(bits(Some(ua.sub(ub).to_dec())), bits(Some(r)));
                 }
             }
-            prop_assert_eq!(above_max_fill_price(a), a.abs() > MAX_FILL_PRICE);
+            let qd = Decimal::from(q);
+            if let Some(r) = a.checked_mul(qd) {
+                prop_assert_eq!(bits(Some(ua.mul_int(q).to_dec())), bits(Some(r)));
+            }
+            if q != 0 {
+                if let Some(r) = a.checked_div(qd) {
+                    prop_assert_eq!(bits(Some(ua.div_int(q))), bits(Some(r)));
+                }
+            }
         }
 
         /// Bounds right at the edge of `MAX_FILL_PRICE`, at every scale.
@@ -914,8 +1265,9 @@ mod tests {
         fn max_fill_price_edge(scale in 0u32..=28, delta in -3i128..=3) {
             let Some(m) = 1_000_000_000i128.checked_mul(10i128.pow(scale)) else { return Ok(()) };
             if let Ok(d) = Decimal::try_from_i128_with_scale(m + delta, scale) {
-                prop_assert_eq!(above_max_fill_price(d), d.abs() > MAX_FILL_PRICE);
-                prop_assert_eq!(above_max_fill_price(-d), d.abs() > MAX_FILL_PRICE);
+                let above = |d| Amt::from_dec(d).magnitude_above(&MAX_FILL_PRICE_AT_SCALE);
+                prop_assert_eq!(above(d), d.abs() > MAX_FILL_PRICE);
+                prop_assert_eq!(above(-d), d.abs() > MAX_FILL_PRICE);
             }
         }
 
@@ -993,6 +1345,7 @@ mod tests {
             1 => (1i128..(1i128 << 96), 18u32..=28)
                 .prop_map(|(m, s)| Decimal::from_i128_with_scale(m, s)),
             1 => Just(Decimal::ZERO),
+            1 => (0u32..=28).prop_map(|s| Decimal::new(0, s)),
             1 => Just(MAX_FILL_PRICE),
         ]
     }
