@@ -15,8 +15,9 @@ use crate::events::{
     Command, Event, OperatorCommand, OrderUpdate, Record, RiskEvent, StateCause, StateChange,
     Update,
 };
+use crate::exact;
 use crate::indicators::exact_sma::{floor_fixed, fx};
-use crate::ledger::{exact, Ledger};
+use crate::ledger::Ledger;
 use crate::orders::{FillOutcome, ManagedOrder, OrderManager, UpdateOutcome};
 use crate::risk::{FixedContext, OrderCheck, RiskContext, RiskGate, RiskLimits, Verdict};
 use crate::sizing::{self, SizingConfig};

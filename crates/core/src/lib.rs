@@ -5,11 +5,13 @@
 //! same code, so a backtest is the live engine over history.
 
 pub mod account;
+mod amount;
 pub mod calendar;
 pub mod commission;
 pub mod decision;
 pub mod engine;
 pub mod events;
+pub(crate) mod exact;
 pub mod indicators;
 pub mod ledger;
 pub mod orders;

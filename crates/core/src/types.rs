@@ -495,7 +495,7 @@ pub struct Fill {
 impl Fill {
     /// The cash this fill moves: negative for a buy, positive for a sell, commission included.
     pub fn cash_flow(&self) -> Money {
-        use crate::ledger::exact;
+        use crate::exact;
         let notional = exact::mul_int(self.price, self.qty);
         match self.side {
             Side::Buy => exact::sub(-notional, self.commission),

@@ -1,0 +1,108 @@
+//! `Decimal` arithmetic, bit for bit as `rust_decimal` does it, with an integer fast path.
+//!
+//! When the operands' mantissas, aligned to a common scale, and the result fit in an `i64`
+//! (every price, cash balance and P&L a real account produces) the result is computed in
+//! `i64` and assembled directly; `rust_decimal` computes such results exactly too, so value,
+//! scale and sign agree. Zero operands follow
+//! `rust_decimal`'s own rules (`0 ± b` is `±b` at `b`'s scale, `a ± 0` is `a`, a product with
+//! a zero is a scale-0 zero). Anything else (a zero sum, whose sign depends on `rust_decimal`'s
+//! internal path; anything that would overflow an `i64`) returns `None` and the caller
+//! falls back to the `Decimal` operator, so the fast path never changes an answer.
+
+use rust_decimal::Decimal;
+
+/// 10^k, for aligning scales.
+const POW10: [i64; 19] = {
+    let mut t = [1i64; 19];
+    let mut k = 1;
+    while k < 19 {
+        t[k] = t[k - 1] * 10;
+        k += 1;
+    }
+    t
+};
+
+/// The signed mantissa and scale of `d`, when the mantissa fits in an `i64`.
+#[inline(always)]
+fn parts(d: Decimal) -> Option<(i64, u32)> {
+    let u = d.unpack();
+    if u.hi != 0 || u.mid > i32::MAX as u32 {
+        return None;
+    }
+    let mag = (u64::from(u.mid) << 32 | u64::from(u.lo)) as i64;
+    Some((if u.negative { -mag } else { mag }, u.scale))
+}
+
+/// `m` must be non-zero (a zero would need `rust_decimal`'s choice of scale and sign).
+#[inline(always)]
+fn build(m: i64, scale: u32) -> Decimal {
+    let mag = m.unsigned_abs();
+    Decimal::from_parts(mag as u32, (mag >> 32) as u32, 0, m < 0, scale)
+}
+
+#[inline(always)]
+fn add_sub(a: Decimal, b: Decimal, subtract: bool) -> Option<Decimal> {
+    let (ma, sa) = parts(a)?;
+    let (mb, sb) = parts(b)?;
+    if ma == 0 {
+        return Some(if subtract && mb != 0 { -b } else { b });
+    }
+    if mb == 0 {
+        return Some(a);
+    }
+    let mb = if subtract { mb.checked_neg()? } else { mb };
+    let r = if sa == sb {
+        ma.checked_add(mb)?
+    } else if sa > sb {
+        ma.checked_add(mb.checked_mul(*POW10.get((sa - sb) as usize)?)?)?
+    } else {
+        ma.checked_mul(*POW10.get((sb - sa) as usize)?)?
+            .checked_add(mb)?
+    };
+    (r != 0).then(|| build(r, sa.max(sb)))
+}
+
+#[cold]
+#[inline(never)]
+fn add_slow(a: Decimal, b: Decimal) -> Decimal {
+    a + b
+}
+
+#[cold]
+#[inline(never)]
+fn sub_slow(a: Decimal, b: Decimal) -> Decimal {
+    a - b
+}
+
+/// `a + b`.
+#[inline]
+pub fn add(a: Decimal, b: Decimal) -> Decimal {
+    add_sub(a, b, false).unwrap_or_else(|| add_slow(a, b))
+}
+
+/// `a − b`.
+#[inline]
+pub fn sub(a: Decimal, b: Decimal) -> Decimal {
+    add_sub(a, b, true).unwrap_or_else(|| sub_slow(a, b))
+}
+
+#[inline(always)]
+fn mul_int_fast(a: Decimal, q: i64) -> Option<Decimal> {
+    let (m, scale) = parts(a)?;
+    if m == 0 || q == 0 {
+        return Some(Decimal::ZERO);
+    }
+    Some(build(m.checked_mul(q)?, scale))
+}
+
+#[cold]
+#[inline(never)]
+fn mul_int_slow(a: Decimal, q: i64) -> Decimal {
+    a * Decimal::from(q)
+}
+
+/// `a × Decimal::from(q)`.
+#[inline]
+pub fn mul_int(a: Decimal, q: i64) -> Decimal {
+    mul_int_fast(a, q).unwrap_or_else(|| mul_int_slow(a, q))
+}
