@@ -166,7 +166,7 @@ mod tests {
         hw: Price,
         sl: Option<Decimal>,
         tr: Option<Decimal>,
-    ) -> ArmedStop {
+    ) -> Option<ArmedStop> {
         let mut b = EngineStops::new(
             1,
             StopConfig {
@@ -176,7 +176,7 @@ mod tests {
             },
         );
         b.arm(SymbolId(0), long, entry, hw);
-        *b.armed(SymbolId(0)).unwrap()
+        b.armed(SymbolId(0)).copied()
     }
 
     #[test]
@@ -188,7 +188,8 @@ mod tests {
             dec!(190),
             Some(dec!(0.02)),
             Some(dec!(0.05)),
-        );
+        )
+        .unwrap();
         assert_eq!(level(&a), Some(dec!(186.20)));
         // Trailing tighter: 1 % of 190.37 = 188.4663 → down to 188.46.
         let a = armed(
@@ -197,14 +198,14 @@ mod tests {
             dec!(190.37),
             Some(dec!(0.05)),
             Some(dec!(0.01)),
-        );
+        )
+        .unwrap();
         assert_eq!(level(&a), Some(dec!(188.46)));
         // Short at 50.01: fixed 2 % above = 51.0102 → up to 51.02.
-        let a = armed(false, dec!(50.01), dec!(50.01), Some(dec!(0.02)), None);
+        let a = armed(false, dec!(50.01), dec!(50.01), Some(dec!(0.02)), None).unwrap();
         assert_eq!(level(&a), Some(dec!(51.02)));
-        // No stop configured: nothing to place.
-        let a = armed(true, dec!(10), dec!(10), None, None);
-        assert_eq!(level(&a), None);
+        // No stop configured: the engine arms nothing, so there is nothing to place.
+        assert_eq!(armed(true, dec!(10), dec!(10), None, None), None);
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// How long a connection waits for another writer before giving up.
-pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection waits for another writer before giving up. Generous: an operator's
+/// kill switch must not fail because the trader's writer was committing a batch on a busy
+/// disk (seen at 5 s under a full parallel test run).
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub(crate) fn user_version(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
