@@ -288,6 +288,51 @@ fn small_run(csv: &Path, fill: &str) -> Value {
     ]))
 }
 
+/// With the risk gate on, 100 shares of a $11 stock is 1,100 of $1,000 cash's 2% limit (20):
+/// every entry is refused. The summary counts the refusals per check, and the run says why
+/// it has no fills instead of printing zeros alone.
+#[test]
+fn refusals_are_counted_and_a_run_without_fills_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = small_series(dir.path());
+    let out = run(&[
+        "backtest",
+        "--data",
+        csv.to_str().unwrap(),
+        "--param",
+        "fast=1",
+        "--param",
+        "slow=2",
+        "--cash",
+        "1000",
+        "--json",
+    ]);
+    let v = json_of(&out);
+    assert_eq!(v["fills"], 0);
+    assert_eq!(v["refusals"]["position_size"], 1, "{v}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no fills") && err.contains("position_size") && err.contains("--no-risk"),
+        "{err}"
+    );
+    // A run that trades carries no such note, and no refusals.
+    let out = run(&[
+        "backtest",
+        "--data",
+        csv.to_str().unwrap(),
+        "--param",
+        "fast=1",
+        "--param",
+        "slow=2",
+        "--no-risk",
+        "--json",
+    ]);
+    let v = json_of(&out);
+    assert_eq!(v["fills"], 1);
+    assert_eq!(v["refusals"], serde_json::json!({}));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("no fills"));
+}
+
 #[test]
 fn next_open_and_close_fills_by_hand() {
     let dir = tempfile::tempdir().unwrap();

@@ -491,6 +491,7 @@ pub fn summary_json(r: &RunResult, s: &RunSettings, elapsed_s: f64, skipped: u64
     put("bars", json!(r.bars));
     put("symbols", json!(r.symbols));
     put("fills", json!(r.fills));
+    put("refusals", json!(r.refusals));
     put("starting_cash", json!(s.cash));
     put("final_equity", json!(r.final_equity.normalize()));
     put("cash", json!(r.cash.normalize()));
@@ -565,6 +566,7 @@ fn print_text(v: &Value) {
         "first_bar",
         "last_bar",
         "fills",
+        "refusals",
         "trades",
         "starting_cash",
         "final_equity",
@@ -629,7 +631,31 @@ fn backtest_main(config: Option<&Path>, args: &BacktestArgs) -> anyhow::Result<E
             println!("{:<24} {}", "report", p.display());
         }
     }
+    if let Some(hint) = no_fill_hint(&r) {
+        eprintln!("{hint}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// When nothing filled because the risk gate refused every order, say which check did and
+/// what changes it, instead of leaving a row of zeros to puzzle over.
+fn no_fill_hint(r: &run::RunResult) -> Option<String> {
+    if r.fills > 0 {
+        return None;
+    }
+    let (check, n) = r.refusals.iter().max_by_key(|(_, n)| **n)?;
+    let fix = match *check {
+        "position_size" | "order_notional" | "daily_notional" | "leverage" => {
+            concat!(
+                "the order size is over a limit: lower --param qty, raise --cash, ",
+                "use a config's [sizing]/[risk], or --no-risk for the bare strategy"
+            )
+        }
+        _ => "see the [risk] limits in the config, or --no-risk for the bare strategy",
+    };
+    Some(format!(
+        "note: no fills; the risk gate refused {n} order(s) on {check}: {fix}"
+    ))
 }
 
 pub fn cmd_optimize(config: Option<&Path>, args: &OptimizeArgs) -> anyhow::Result<ExitCode> {

@@ -76,6 +76,8 @@ pub struct RunResult {
     /// Malformed rows skipped while streaming (`--skip-bad-rows`).
     pub skipped_rows: u64,
     pub fills: u64,
+    /// Orders the risk gate refused, per check (`RiskCheck::as_str`).
+    pub refusals: std::collections::BTreeMap<&'static str, u64>,
     pub final_equity: Decimal,
     pub cash: Decimal,
     pub commissions: Decimal,
@@ -147,6 +149,8 @@ struct Hooks<'a> {
     closed: Vec<ClosedTrade>,
     fill_rows: Vec<FillRow>,
     log: Option<DecisionLog>,
+    /// Orders the risk gate refused, per check.
+    refusals: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// `--decisions-out`: decisions and fills as JSON lines, with the texts `run`'s database
@@ -237,6 +241,9 @@ impl SessionHooks for Hooks<'_> {
         };
         if let Some(log) = &mut self.log {
             log.write(self.names, rec);
+        }
+        if let Record::Risk(r) = rec {
+            *self.refusals.entry(r.check.as_str()).or_default() += 1;
         }
         let Record::Fill(f) = rec else {
             return;
@@ -341,6 +348,7 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
             }),
             None => None,
         },
+        refusals: Default::default(),
     };
     let cash0 = f64_of(s.cash);
     let mut curve = CurveStats::new(cash0, s.periods_per_year, s.risk_free);
@@ -460,6 +468,7 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
         .collect();
     Ok(RunResult {
         bars,
+        refusals: hooks.refusals,
         off_calendar: stream.filtered(),
         skipped_rows: stream.skipped(),
         fills: hooks.fills,
