@@ -17,18 +17,8 @@
 
 use rust_decimal::Decimal;
 
+use crate::exact::{parts, POW10};
 use crate::indicators::exact_sma::{fx, SCALE as FX_SCALE};
-
-/// 10^k, for aligning scales.
-const POW10: [i64; 19] = {
-    let mut t = [1i64; 19];
-    let mut k = 1;
-    while k < 19 {
-        t[k] = t[k - 1] * 10;
-        k += 1;
-    }
-    t
-};
 
 /// In `flags`: the value is in the raw form.
 const RAW: u32 = 1 << 31;
@@ -123,15 +113,14 @@ impl Amt {
 
     #[inline(always)]
     pub fn from_dec(d: Decimal) -> Amt {
-        let u = d.unpack();
-        if u.hi != 0 || u.mid > i32::MAX as u32 || (u.negative && u.mid | u.lo == 0) {
-            return raw_from_dec(d);
-        }
-        let mag = (u64::from(u.mid) << 32 | u64::from(u.lo)) as i64;
-        Amt {
-            m: if u.negative { -mag } else { mag },
-            flags: u.scale,
-            hi: 0,
+        match parts(d) {
+            // A negative zero keeps its sign only in the raw form.
+            Some((m, scale)) if m != 0 || !d.is_sign_negative() => Amt {
+                m,
+                flags: scale,
+                hi: 0,
+            },
+            _ => raw_from_dec(d),
         }
     }
 

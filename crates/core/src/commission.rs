@@ -134,22 +134,16 @@ fn ib_fixed_fast(shares: u64, price: Price) -> Option<Money> {
     Decimal::try_from_i128_with_scale(i128::try_from(mant).ok()?, scale).ok()
 }
 
-/// 10^0 ..= 10^18: a lookup instead of `pow`'s loop.
-const POW10: [u64; 19] = {
-    let mut t = [1u64; 19];
-    let mut i = 1;
-    while i < t.len() {
-        t[i] = t[i - 1] * 10;
-        i += 1;
-    }
-    t
-};
+/// 10^k as `u64` (the crate's one table; its powers are positive).
+fn pow10(k: u32) -> u64 {
+    crate::exact::POW10[k as usize].unsigned_abs()
+}
 
 /// `a > b` for non-negative (mantissa, scale) pairs whose scales are at most 18 and whose
 /// mantissas are below 2^96, so rescaling stays within u128.
 fn greater(a: (u128, u32), b: (u128, u32)) -> bool {
     let s = a.1.max(b.1);
-    let up = |(m, sc): (u128, u32)| m * u128::from(POW10[(s - sc) as usize]);
+    let up = |(m, sc): (u128, u32)| m * u128::from(pow10(s - sc));
     up(a) > up(b)
 }
 
@@ -160,7 +154,7 @@ fn round_half_away(mant: u128, scale: u32, dp: u32) -> (u128, u32) {
     if scale <= dp {
         return (mant, scale);
     }
-    let div = POW10[(scale - dp) as usize];
+    let div = pow10(scale - dp);
     let q = match u64::try_from(mant) {
         // The common case, without a 128-bit division.
         Ok(m) => u128::from(m / div + u64::from(m % div >= div - m % div)),

@@ -151,7 +151,7 @@ impl Engine {
             start_of_day_equity: cash,
             peak_equity: cash,
             trigger_equity: Decimal::MAX,
-            peak_fixed: floor_fixed(cash).unwrap_or(i128::MIN),
+            peak_fixed: floor_fixed(cash),
             trigger_fixed: i128::MAX,
             sod_fx: fx(cash),
             peak_fx: fx(cash),
@@ -313,9 +313,8 @@ impl Engine {
         self.trigger_equity = self
             .gate
             .trigger_equity(self.start_of_day_equity, self.peak_equity);
-        // Unrepresentable bounds make the band empty, so every evaluation is exact.
-        self.trigger_fixed = floor_fixed(self.trigger_equity).unwrap_or(i128::MAX);
-        self.peak_fixed = floor_fixed(self.peak_equity).unwrap_or(i128::MIN);
+        self.trigger_fixed = floor_fixed(self.trigger_equity);
+        self.peak_fixed = floor_fixed(self.peak_equity);
         // Every change of these three ends here (a new day, a new peak, a restore), except
         // the daily notional's growth, which `try_place` shadows itself.
         self.sod_fx = fx(self.start_of_day_equity);

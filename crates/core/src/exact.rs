@@ -11,8 +11,9 @@
 
 use rust_decimal::Decimal;
 
-/// 10^k, for aligning scales.
-const POW10: [i64; 19] = {
+/// 10^k for k = 0..=18, every power that fits an `i64`: the one table the crate's
+/// fixed-point code aligns scales with.
+pub(crate) const POW10: [i64; 19] = {
     let mut t = [1i64; 19];
     let mut k = 1;
     while k < 19 {
@@ -24,7 +25,7 @@ const POW10: [i64; 19] = {
 
 /// The signed mantissa and scale of `d`, when the mantissa fits in an `i64`.
 #[inline(always)]
-fn parts(d: Decimal) -> Option<(i64, u32)> {
+pub(crate) fn parts(d: Decimal) -> Option<(i64, u32)> {
     let u = d.unpack();
     if u.hi != 0 || u.mid > i32::MAX as u32 {
         return None;

@@ -5,22 +5,12 @@
 //! That makes crossover ties exact, as the backtest semantics require, and keeps the hot path to
 //! integer arithmetic. Prices with more than 8 decimal places are rounded to 8.
 
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::exact::{parts, POW10};
 
 /// Fixed scale of the integer representation: 8 decimal places.
 pub const SCALE: u32 = 8;
-const POW10: [i128; 9] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-];
-
 /// A decimal price as an integer number of 10^-8 dollars. Prices that fit [`fx`] (all real
 /// ones) take its `i64` arithmetic; the rest the `i128` one.
 #[inline]
@@ -35,26 +25,19 @@ pub fn to_fixed_given(d: Decimal, fx_d: Option<i64>) -> i128 {
 }
 
 fn to_fixed_wide(d: Decimal) -> i128 {
-    let scale = d.scale();
-    if scale <= SCALE {
-        d.mantissa() * POW10[(SCALE - scale) as usize]
-    } else {
-        let r = d.round_dp(SCALE);
-        r.mantissa() * POW10[(SCALE - r.scale()) as usize]
-    }
+    scaled(d, RoundingStrategy::MidpointNearestEven)
 }
 
-const POW10_64: [i64; 9] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-];
+/// `d × 10^8` as an integer, rounded with `strategy` when `d` has more than 8 decimals. A
+/// 96-bit mantissa times at most 10^8 stays far inside an `i128`.
+fn scaled(d: Decimal, strategy: RoundingStrategy) -> i128 {
+    let r = if d.scale() <= SCALE {
+        d
+    } else {
+        d.round_dp_with_strategy(SCALE, strategy)
+    };
+    r.mantissa() * i128::from(POW10[(SCALE - r.scale()) as usize])
+}
 
 /// A decimal price as an `i64` number of 10^-8 dollars when that is exact (at most 8 decimal
 /// places, under about $92 billion); `None` otherwise, and the caller takes its `Decimal` path.
@@ -62,25 +45,14 @@ const POW10_64: [i64; 9] = [
 /// Reads the 96-bit mantissa's words directly: this runs several times per bar.
 #[inline]
 pub fn fx(d: Decimal) -> Option<i64> {
-    let u = d.unpack();
-    if u.scale > SCALE || u.hi != 0 {
-        return None;
-    }
-    let m = i64::try_from((u64::from(u.mid) << 32) | u64::from(u.lo)).ok()?;
-    let v = m.checked_mul(*POW10_64.get((SCALE - u.scale) as usize)?)?;
-    Some(if u.negative { -v } else { v })
+    let (m, scale) = parts(d)?;
+    m.checked_mul(*POW10.get(SCALE.checked_sub(scale)? as usize)?)
 }
 
 /// `floor(d × 10^8)`: the largest fixed-point value at or below `d`, exact whatever its
-/// decimals; `None` beyond `i128` or on overflow.
-pub fn floor_fixed(d: Decimal) -> Option<i128> {
-    let r = if d.scale() <= SCALE {
-        d
-    } else {
-        d.round_dp_with_strategy(SCALE, rust_decimal::RoundingStrategy::ToNegativeInfinity)
-    };
-    r.mantissa()
-        .checked_mul(*POW10.get(SCALE.checked_sub(r.scale())? as usize)?)
+/// decimals.
+pub fn floor_fixed(d: Decimal) -> i128 {
+    scaled(d, RoundingStrategy::ToNegativeInfinity)
 }
 
 /// An integer back to a decimal.
@@ -149,7 +121,7 @@ impl ExactSma {
     }
     pub fn value_f64(&self) -> Option<f64> {
         self.sum_fixed()
-            .map(|s| s as f64 / (POW10[SCALE as usize] as f64) / self.period as f64)
+            .map(|s| s as f64 / 1e8 / self.period as f64)
     }
     pub fn reset(&mut self) {
         self.buf.iter_mut().for_each(|v| *v = 0);
@@ -184,7 +156,7 @@ mod tests {
         ) {
             let d = Decimal::from_parts(lo, mid, hi, neg, scale);
             let want = (scale <= SCALE)
-                .then(|| d.mantissa() * POW10[(SCALE - scale) as usize])
+                .then(|| d.mantissa() * i128::from(POW10[(SCALE - scale) as usize]))
                 .and_then(|v| i64::try_from(v).ok());
             match fx(d) {
                 Some(v) => proptest::prop_assert_eq!(Some(v), want),
@@ -196,10 +168,10 @@ mod tests {
 
     #[test]
     fn floor_fixed_rounds_down() {
-        assert_eq!(floor_fixed(dec!(1.5)), Some(150_000_000));
-        assert_eq!(floor_fixed(dec!(0.123456789)), Some(12_345_678));
-        assert_eq!(floor_fixed(dec!(-0.123456781)), Some(-12_345_679));
-        assert_eq!(floor_fixed(dec!(-2)), Some(-200_000_000));
+        assert_eq!(floor_fixed(dec!(1.5)), 150_000_000);
+        assert_eq!(floor_fixed(dec!(0.123456789)), 12_345_678);
+        assert_eq!(floor_fixed(dec!(-0.123456781)), -12_345_679);
+        assert_eq!(floor_fixed(dec!(-2)), -200_000_000);
     }
 
     #[test]
