@@ -4,12 +4,16 @@
 //! `DIGEST=1` adds a hash of every command and decision record, so one that changes any output
 //! shows too. `NO_CASH=1` starts with no cash, so nothing trades: the per-bar floor on its own.
 
-use robo_core::engine::{Engine, EngineConfig};
+use robo_core::engine::Engine;
 use robo_core::events::{Command, Record};
 use robo_core::paper::{PaperBroker, PaperConfig};
 use robo_core::session::{PaperSession, SessionHooks};
-use robo_core::types::{Bar, SymbolId, Ts};
+use robo_core::types::Bar;
 use rust_decimal::Decimal;
+
+#[path = "../benches/support/workload.rs"]
+mod workload;
+use workload::{bars, bench_config};
 
 #[derive(Default)]
 struct Count {
@@ -52,38 +56,6 @@ impl SessionHooks for Count {
     }
 }
 
-fn bars(n_symbols: usize, per_symbol: usize) -> Vec<Bar> {
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut px: Vec<i64> = (0..n_symbols).map(|i| 5_000 + 1_000 * i as i64).collect();
-    let mut out = Vec::with_capacity(n_symbols * per_symbol);
-    for k in 0..per_symbol {
-        for (s, p) in px.iter_mut().enumerate() {
-            let step = (next() % 21) as i64 - 10;
-            let open = *p;
-            *p = (*p + step).max(100);
-            let close = *p;
-            let hi = open.max(close) + (next() % 5) as i64;
-            let lo = (open.min(close) - (next() % 5) as i64).max(1);
-            out.push(Bar {
-                symbol: SymbolId(s as u16),
-                ts: Ts::from_secs(1_704_205_800 + 60 * k as i64),
-                open: Decimal::new(open, 2),
-                high: Decimal::new(hi, 2),
-                low: Decimal::new(lo, 2),
-                close: Decimal::new(close, 2),
-                volume: 1_000 + next() % 10_000,
-            });
-        }
-    }
-    out
-}
-
 fn main() {
     sizes();
     let args: Vec<String> = std::env::args().collect();
@@ -94,12 +66,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let decisions = args.get(3).is_some_and(|s| s == "on");
     let data = bars(n_symbols, n_bars / n_symbols);
-    let mut cfg = EngineConfig {
-        decisions,
-        ..EngineConfig::default()
-    };
-    cfg.risk.daily_loss_pct = Decimal::new(99, 2);
-    cfg.risk.max_drawdown_pct = Decimal::new(99, 2);
+    let mut cfg = bench_config(decisions);
     if std::env::var("NO_CASH").is_ok() {
         cfg.starting_cash = Decimal::ZERO;
     }
