@@ -206,9 +206,9 @@ impl std::hash::Hasher for StoredHash {
     }
     fn write(&mut self, bytes: &[u8]) {
         // `SeenExec` only calls `write_u64`; anything else is still mixed in, not dropped.
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
+        let mut h = IdHasher(self.0);
+        h.write(bytes);
+        self.0 = h.finish();
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
