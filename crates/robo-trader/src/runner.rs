@@ -807,15 +807,7 @@ fn load_replay(
     let mut bars = Vec::with_capacity(chosen.iter().map(|s| s.bars.len()).sum());
     for (k, s) in chosen.iter().enumerate() {
         let symbol = robo_core::types::SymbolId(k as u16);
-        bars.extend(s.bars.iter().map(|r| Bar {
-            symbol,
-            ts: r.ts,
-            open: r.open,
-            high: r.high,
-            low: r.low,
-            close: r.close,
-            volume: r.volume,
-        }));
+        bars.extend(s.bars.iter().map(|r| r.with_symbol(symbol)));
     }
     bars.sort_by_key(|b| (b.ts, b.symbol));
     info!(

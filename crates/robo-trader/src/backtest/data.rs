@@ -777,15 +777,7 @@ impl BarStream {
                 self.filtered += 1;
                 continue;
             }
-            let bar = Bar {
-                symbol: SymbolId(sym),
-                ts: b.ts,
-                open: b.open,
-                high: b.high,
-                low: b.low,
-                close: b.close,
-                volume: b.volume,
-            };
+            let bar = b.with_symbol(SymbolId(sym));
             // One cursor needs no merge (the common one-file case).
             if self.cursors.len() > 1 {
                 self.heap.push(Reverse((b.ts.0, sym, i as u16)));
@@ -834,15 +826,7 @@ impl BarStream {
                 let Some(b) = c.next_raw()? else {
                     return Ok(());
                 };
-                out.push(Bar {
-                    symbol,
-                    ts: b.ts,
-                    open: b.open,
-                    high: b.high,
-                    low: b.low,
-                    close: b.close,
-                    volume: b.volume,
-                });
+                out.push(b.with_symbol(symbol));
             }
             return self.refill(0);
         }
@@ -860,15 +844,7 @@ impl BarStream {
                 self.filtered += 1;
                 continue;
             }
-            out.push(Bar {
-                symbol: SymbolId(sym),
-                ts: b.ts,
-                open: b.open,
-                high: b.high,
-                low: b.low,
-                close: b.close,
-                volume: b.volume,
-            });
+            out.push(b.with_symbol(SymbolId(sym)));
         }
         // Keep the stream's invariant: the next bar waits in `pending`.
         self.refill(0)

@@ -38,7 +38,7 @@ use std::str::FromStr;
 
 use chrono::{NaiveDate, NaiveDateTime, Offset, TimeZone};
 use chrono_tz::America::New_York;
-use robo_core::types::Ts;
+use robo_core::types::{Bar, SymbolId, Ts};
 use rust_decimal::Decimal;
 
 /// How many row errors a [`LoadReport`] keeps verbatim when bad rows are skipped.
@@ -70,6 +70,22 @@ pub struct RawBar {
     pub low: Decimal,
     pub close: Decimal,
     pub volume: u64,
+}
+
+impl RawBar {
+    /// The bar as the engine takes it, for `symbol`.
+    #[inline]
+    pub fn with_symbol(self, symbol: SymbolId) -> Bar {
+        Bar {
+            symbol,
+            ts: self.ts,
+            open: self.open,
+            high: self.high,
+            low: self.low,
+            close: self.close,
+            volume: self.volume,
+        }
+    }
 }
 
 /// All kept bars of one symbol, in time order.
