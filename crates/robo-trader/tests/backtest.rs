@@ -295,18 +295,13 @@ fn small_run(csv: &Path, fill: &str) -> Value {
 fn refusals_are_counted_and_a_run_without_fills_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let csv = small_series(dir.path());
-    let out = run(&[
-        "backtest",
-        "--data",
-        csv.to_str().unwrap(),
-        "--param",
-        "fast=1",
-        "--param",
-        "slow=2",
-        "--cash",
-        "1000",
-        "--json",
-    ]);
+    let backtest = |extra: &[&str]| {
+        let mut args = vec!["backtest", "--data", csv.to_str().unwrap()];
+        args.extend(["--param", "fast=1", "--param", "slow=2", "--json"]);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let out = backtest(&["--cash", "1000"]);
     let v = json_of(&out);
     assert_eq!(v["fills"], 0);
     assert_eq!(v["refusals"]["position_size"], 1, "{v}");
@@ -316,17 +311,7 @@ fn refusals_are_counted_and_a_run_without_fills_says_why() {
         "{err}"
     );
     // A run that trades carries no such note, and no refusals.
-    let out = run(&[
-        "backtest",
-        "--data",
-        csv.to_str().unwrap(),
-        "--param",
-        "fast=1",
-        "--param",
-        "slow=2",
-        "--no-risk",
-        "--json",
-    ]);
+    let out = backtest(&["--no-risk"]);
     let v = json_of(&out);
     assert_eq!(v["fills"], 1);
     assert_eq!(v["refusals"], serde_json::json!({}));
