@@ -186,7 +186,7 @@ impl Engine {
             self.orders.mark_exec_seen(e);
         }
         for (sym, price, ts) in &r.marks {
-            self.set_mark(*sym, *price);
+            self.ledger.mark(*sym, *price);
             if let Some(s) = self.syms.get_mut(sym.index()) {
                 s.last_price = Some(*price);
                 s.last_price_ts = Some(*ts);
@@ -226,7 +226,7 @@ impl Engine {
             st.last_price = Some(bar.close);
             st.last_price_ts = Some(bar.ts);
         }
-        self.set_mark(bar.symbol, bar.close);
+        self.ledger.mark(bar.symbol, bar.close);
     }
 
     /// The decision records written since the last call, oldest first. Callers drain after
@@ -322,18 +322,6 @@ impl Engine {
         self.daily_notional_fx = fx(self.daily_notional);
     }
 
-    #[inline]
-    fn set_mark(&mut self, sym: SymbolId, price: Price) {
-        self.ledger.mark(sym, price);
-    }
-
-    /// The ledger's exact equity shadow (`None` when not exact, or a position was never
-    /// marked, which the ledger values at cost).
-    #[inline]
-    fn equity_fixed(&self) -> Option<i128> {
-        self.ledger.equity_fixed()
-    }
-
     fn record_equity(&mut self, ts: Ts, out: &mut Vec<Command>) {
         self.last_equity_record = ts;
         out.push(Command::Persist(Record::Equity {
@@ -368,7 +356,7 @@ impl Engine {
         if !after_fill && self.ledger.open_positions() == 0 {
             return true;
         }
-        matches!(self.equity_fixed(), Some(eq) if eq > self.trigger_fixed && eq <= self.peak_fixed)
+        matches!(self.ledger.equity_fixed(), Some(eq) if eq > self.trigger_fixed && eq <= self.peak_fixed)
     }
 
     #[inline(never)]
@@ -501,7 +489,7 @@ impl Engine {
             return;
         }
         self.roll_day_if_needed(q.ts, out);
-        self.set_mark(q.symbol, q.last);
+        self.ledger.mark(q.symbol, q.last);
         self.syms[i].last_price = Some(q.last);
         self.syms[i].last_price_ts = Some(q.ts);
         self.evaluate_account(q.ts, false, out);
@@ -744,7 +732,7 @@ impl Engine {
             return;
         };
         if self.ledger.mark_of(f.symbol).is_none() {
-            self.set_mark(f.symbol, f.price);
+            self.ledger.mark(f.symbol, f.price);
         }
         out.push(Command::Persist(Record::Fill(f.clone())));
         if let FillOutcome::Applied { from, to } = outcome {
