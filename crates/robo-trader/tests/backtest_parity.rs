@@ -8,7 +8,7 @@ mod harness;
 
 use std::process::Output;
 
-use harness::robo;
+use harness::{robo, rows};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -102,42 +102,15 @@ commission = { model = "ib_fixed" }
     assert_eq!(summary["starting_cash"], "250000");
 
     let db = Connection::open(p.join("run.db")).unwrap();
-    let run_decisions: Vec<DecisionRow> = db
-        .prepare(
-            "SELECT ts, symbol, close, signal, action, verdict, refused_check
-             FROM decisions ORDER BY id",
-        )
-        .unwrap()
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let run_fills: Vec<FillRow> = db
-        .prepare("SELECT ts, symbol, side, quantity, price, commission FROM fills ORDER BY id")
-        .unwrap()
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let run_decisions: Vec<DecisionRow> = rows(
+        &db,
+        "SELECT ts, symbol, close, signal, action, verdict, refused_check
+         FROM decisions ORDER BY id",
+    );
+    let run_fills: Vec<FillRow> = rows(
+        &db,
+        "SELECT ts, symbol, side, quantity, price, commission FROM fills ORDER BY id",
+    );
 
     let text = std::fs::read_to_string(p.join("bt.jsonl")).unwrap();
     let lines: Vec<Value> = text

@@ -145,6 +145,19 @@ pub fn open_db(path: &Path) -> Option<Connection> {
 }
 
 /// A count, or `None` while the database or its tables do not exist yet.
+/// Every row of `sql` as a tuple of its columns.
+pub fn rows<T>(db: &Connection, sql: &str) -> Vec<T>
+where
+    T: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
+{
+    db.prepare(sql)
+        .unwrap()
+        .query_map([], |r| T::try_from(r))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 pub fn try_count(db: &Path, sql: &str) -> Option<i64> {
     open_db(db)?.query_row(sql, [], |r| r.get(0)).ok()
 }
