@@ -7,6 +7,7 @@
 //! never signals by itself.
 
 use std::cmp::Ordering;
+use std::ops::{Add, Mul, Sub};
 
 use super::{Reason, Signal, SmaCrossoverParams, Strategy};
 use crate::decision::Inputs;
@@ -15,63 +16,163 @@ use crate::types::Bar;
 
 /// Both averages over one ring of closes at the fixed scale (see [`to_fixed`]): the shorter
 /// window is a suffix of the longer, so one store per bar feeds both running sums.
+///
+/// The ring starts in `i64` and moves to `i128` for good the first time a close is too large
+/// for every sum and cross-product to stay inside an `i64` (above about $230M a share with
+/// the default periods). Both are exact, so the switch changes no answer, only the width.
 pub struct SmaCrossover {
-    ring: Box<[i128]>,
+    ring: Sums,
+    fast_n: usize,
+    slow_n: usize,
+    /// The largest |close| the `i64` ring takes (see [`Ring::<i64>::limit`]).
+    narrow_limit: u64,
+    /// Sign of (fast − slow) at the last bar where they differed.
+    last_sign: Option<Ordering>,
+}
+
+enum Sums {
+    Narrow(Ring<i64>),
+    Wide(Ring<i128>),
+}
+
+/// The window of closes and the two running sums, in `T`.
+struct Ring<T> {
+    buf: Box<[T]>,
     head: usize,
     /// Where the value leaving each window sits when the next close is stored at `head`.
     fast_tail: usize,
     slow_tail: usize,
     /// Closes seen, capped at the ring's length.
     count: usize,
-    fast_n: usize,
-    slow_n: usize,
-    fast_sum: i128,
-    slow_sum: i128,
-    /// Sign of (fast − slow) at the last bar where they differed.
-    last_sign: Option<Ordering>,
+    /// The periods in `T`, for the cross-products.
+    fast_n: T,
+    slow_n: T,
+    fast_sum: T,
+    slow_sum: T,
+}
+
+impl<T> Ring<T>
+where
+    T: Copy + Ord + Add<Output = T> + Sub<Output = T> + Mul<Output = T>,
+{
+    #[inline(always)]
+    fn push(&mut self, v: T) {
+        let len = self.buf.len();
+        let (f, s) = (self.buf[self.fast_tail], self.buf[self.slow_tail]);
+        self.fast_sum = self.fast_sum + (v - f);
+        self.slow_sum = self.slow_sum + (v - s);
+        self.buf[self.head] = v;
+        let wrap = |i: usize| if i + 1 == len { 0 } else { i + 1 };
+        self.head = wrap(self.head);
+        self.fast_tail = wrap(self.fast_tail);
+        self.slow_tail = wrap(self.slow_tail);
+        if self.count < len {
+            self.count += 1;
+        }
+    }
+
+    /// sign(fast average − slow average), without division.
+    #[inline(always)]
+    fn cmp(&self) -> Ordering {
+        (self.fast_sum * self.slow_n).cmp(&(self.slow_sum * self.fast_n))
+    }
+}
+
+impl Ring<i64> {
+    fn new(fast_n: usize, slow_n: usize) -> Self {
+        let len = fast_n.max(slow_n);
+        let n = |k: usize| i64::try_from(k).unwrap_or(i64::MAX);
+        Ring {
+            buf: vec![0; len].into_boxed_slice(),
+            head: 0,
+            fast_tail: (len - fast_n) % len,
+            slow_tail: (len - slow_n) % len,
+            count: 0,
+            fast_n: n(fast_n),
+            slow_n: n(slow_n),
+            fast_sum: 0,
+            slow_sum: 0,
+        }
+    }
+
+    /// The largest |close| for which a sum (at most `len` closes) times a period (at most
+    /// `len`) stays inside an `i64`.
+    fn limit(&self) -> u64 {
+        let len = self.buf.len() as u64;
+        i64::MAX as u64 / len.saturating_mul(len).max(1)
+    }
+
+    fn widen(&self) -> Ring<i128> {
+        Ring {
+            buf: self.buf.iter().map(|v| i128::from(*v)).collect(),
+            head: self.head,
+            fast_tail: self.fast_tail,
+            slow_tail: self.slow_tail,
+            count: self.count,
+            fast_n: i128::from(self.fast_n),
+            slow_n: i128::from(self.slow_n),
+            fast_sum: i128::from(self.fast_sum),
+            slow_sum: i128::from(self.slow_sum),
+        }
+    }
+}
+
+impl Sums {
+    fn len(&self) -> usize {
+        match self {
+            Sums::Narrow(r) => r.buf.len(),
+            Sums::Wide(r) => r.buf.len(),
+        }
+    }
+    fn count(&self) -> usize {
+        match self {
+            Sums::Narrow(r) => r.count,
+            Sums::Wide(r) => r.count,
+        }
+    }
+    fn sums(&self) -> (i128, i128) {
+        match self {
+            Sums::Narrow(r) => (i128::from(r.fast_sum), i128::from(r.slow_sum)),
+            Sums::Wide(r) => (r.fast_sum, r.slow_sum),
+        }
+    }
 }
 
 impl SmaCrossover {
     /// Periods of 0 are treated as 1.
     pub fn new(p: SmaCrossoverParams) -> Self {
         let (fast_n, slow_n) = (p.fast.max(1), p.slow.max(1));
-        let len = fast_n.max(slow_n);
+        let ring = Ring::new(fast_n, slow_n);
         SmaCrossover {
-            ring: vec![0; len].into_boxed_slice(),
-            head: 0,
-            fast_tail: (len - fast_n) % len,
-            slow_tail: (len - slow_n) % len,
-            count: 0,
+            narrow_limit: ring.limit(),
+            ring: Sums::Narrow(ring),
             fast_n,
             slow_n,
-            fast_sum: 0,
-            slow_sum: 0,
             last_sign: None,
         }
     }
 
+    /// Stores the next close and answers sign(fast − slow) once both averages are warm.
     #[inline]
-    fn advance(i: &mut usize, len: usize) {
-        *i += 1;
-        if *i == len {
-            *i = 0;
-        }
-    }
-
-    #[inline]
-    fn push(&mut self, v: i128) {
-        let len = self.ring.len();
-        let at = |i: usize| self.ring.get(i).copied().unwrap_or(0);
-        self.fast_sum += v - at(self.fast_tail);
-        self.slow_sum += v - at(self.slow_tail);
-        if let Some(slot) = self.ring.get_mut(self.head) {
-            *slot = v;
-        }
-        Self::advance(&mut self.head, len);
-        Self::advance(&mut self.fast_tail, len);
-        Self::advance(&mut self.slow_tail, len);
-        if self.count < len {
-            self.count += 1;
+    fn push(&mut self, v: i128) -> Option<Ordering> {
+        match &mut self.ring {
+            Sums::Narrow(r) => match i64::try_from(v) {
+                Ok(n) if n.unsigned_abs() <= self.narrow_limit => {
+                    r.push(n);
+                    (r.count == r.buf.len()).then(|| r.cmp())
+                }
+                _ => {
+                    let mut w = r.widen();
+                    w.push(v);
+                    let ready = (w.count == w.buf.len()).then(|| w.cmp());
+                    self.ring = Sums::Wide(w);
+                    ready
+                }
+            },
+            Sums::Wide(r) => {
+                r.push(v);
+                (r.count == r.buf.len()).then(|| r.cmp())
+            }
         }
     }
 
@@ -82,25 +183,29 @@ impl SmaCrossover {
     /// The two averages once both are warm.
     fn averages_f64(&self) -> Option<(f64, f64)> {
         self.is_ready().then(|| {
+            let (f, s) = self.ring.sums();
             (
-                Self::average_f64(self.fast_sum, self.fast_n),
-                Self::average_f64(self.slow_sum, self.slow_n),
+                Self::average_f64(f, self.fast_n),
+                Self::average_f64(s, self.slow_n),
             )
         })
     }
 
     /// Strength grows with the gap between the averages: a 1% gap is full strength, and a
-    /// fresh cross is never below 0.1 so it still reads as a signal.
-    fn strength(&self) -> f64 {
+    /// fresh cross is never below 0.1 so it still reads as a signal. The reason's arguments
+    /// are the two averages.
+    fn strength_and_args(&self) -> (f64, [f64; 3]) {
         match self.averages_f64() {
-            Some((f, s)) if s > 0.0 => ((f / s - 1.0).abs() * 100.0).clamp(0.1, 1.0),
-            _ => 0.1,
+            Some((f, s)) => {
+                let strength = if s > 0.0 {
+                    ((f / s - 1.0).abs() * 100.0).clamp(0.1, 1.0)
+                } else {
+                    0.1
+                };
+                (strength, [f, s, 0.0])
+            }
+            None => (0.1, [0.0; 3]),
         }
-    }
-
-    fn args(&self) -> [f64; 3] {
-        let (f, s) = self.averages_f64().unwrap_or((0.0, 0.0));
-        [f, s, 0.0]
     }
 }
 
@@ -115,7 +220,7 @@ impl Strategy for SmaCrossover {
 
     #[inline]
     fn is_ready(&self) -> bool {
-        self.count == self.ring.len()
+        self.ring.count() == self.ring.len()
     }
 
     #[inline]
@@ -125,11 +230,13 @@ impl Strategy for SmaCrossover {
 
     fn inputs(&self, out: &mut Inputs) {
         // Each average is reported from its own warm-up on.
-        if self.count >= self.fast_n {
-            out.push("sma_fast", Self::average_f64(self.fast_sum, self.fast_n));
+        let count = self.ring.count();
+        let (f, s) = self.ring.sums();
+        if count >= self.fast_n {
+            out.push("sma_fast", Self::average_f64(f, self.fast_n));
         }
-        if self.count >= self.slow_n {
-            out.push("sma_slow", Self::average_f64(self.slow_sum, self.slow_n));
+        if count >= self.slow_n {
+            out.push("sma_slow", Self::average_f64(s, self.slow_n));
         }
     }
 }
@@ -138,12 +245,9 @@ impl SmaCrossover {
     /// The signal for the next close, given at the fixed scale ([`to_fixed`]).
     #[inline]
     pub fn on_close_fixed(&mut self, close: i128) -> Signal {
-        self.push(close);
-        if !self.is_ready() {
+        let Some(now) = self.push(close) else {
             return Signal::WARMING_UP;
-        }
-        // sign(fast_avg − slow_avg) without division.
-        let now = (self.fast_sum * self.slow_n as i128).cmp(&(self.slow_sum * self.fast_n as i128));
+        };
         if now == Ordering::Equal {
             return Signal::hold(Reason::text(
                 "fast SMA equals slow SMA; the previous side holds",
@@ -151,14 +255,20 @@ impl SmaCrossover {
         }
         let before = self.last_sign.replace(now);
         match (before, now) {
-            (Some(Ordering::Less), Ordering::Greater) => Signal::buy(
-                self.strength(),
-                Reason::new("fast SMA {0} crossed above slow SMA {1}", self.args()),
-            ),
-            (Some(Ordering::Greater), Ordering::Less) => Signal::sell(
-                self.strength(),
-                Reason::new("fast SMA {0} crossed below slow SMA {1}", self.args()),
-            ),
+            (Some(Ordering::Less), Ordering::Greater) => {
+                let (strength, args) = self.strength_and_args();
+                Signal::buy(
+                    strength,
+                    Reason::new("fast SMA {0} crossed above slow SMA {1}", args),
+                )
+            }
+            (Some(Ordering::Greater), Ordering::Less) => {
+                let (strength, args) = self.strength_and_args();
+                Signal::sell(
+                    strength,
+                    Reason::new("fast SMA {0} crossed below slow SMA {1}", args),
+                )
+            }
             (_, Ordering::Greater) => {
                 Signal::hold(Reason::text("fast SMA above slow SMA, no cross"))
             }
@@ -244,6 +354,45 @@ mod tests {
             last.reason.to_string(),
             "fast SMA 2.00 crossed above slow SMA 1.50"
         );
+    }
+
+    proptest::proptest! {
+        /// Closes from cents to beyond what an `i64` holds at the fixed scale: the ring
+        /// widens on the first close too large for it, and the signals match the narrow-only
+        /// reference on every bar before and after.
+        #[test]
+        fn widening_changes_no_signal(
+            fast in 1usize..12,
+            slow in 1usize..25,
+            closes in proptest::collection::vec(
+                proptest::prop_oneof![1i64..400, 1_000_000_000i64..2_000_000_000_000],
+                0..80,
+            ),
+        ) {
+            use crate::indicators::exact_sma::{cmp_averages, ExactSma};
+            let mut s = SmaCrossover::new(SmaCrossoverParams { fast, slow });
+            let (mut f, mut sl) = (ExactSma::new(fast), ExactSma::new(slow));
+            let mut last = None;
+            for (i, c) in closes.iter().enumerate() {
+                let px = Decimal::new(*c, 0);
+                let got = s.on_bar(&bar(i as i64, px));
+                f.update(px);
+                sl.update(px);
+                let want = match (cmp_averages(&f, &sl), last) {
+                    (Some(Ordering::Greater), Some(Ordering::Less)) => Direction::Buy,
+                    (Some(Ordering::Less), Some(Ordering::Greater)) => Direction::Sell,
+                    _ => Direction::Hold,
+                };
+                if let Some(o) = cmp_averages(&f, &sl).filter(|o| *o != Ordering::Equal) {
+                    last = Some(o);
+                }
+                proptest::prop_assert_eq!(got.direction, want);
+                if want != Direction::Hold {
+                    let (a, b) = (f.value_f64().unwrap_or(0.0), sl.value_f64().unwrap_or(0.0));
+                    proptest::prop_assert_eq!(got.reason.args, [a, b, 0.0]);
+                }
+            }
+        }
     }
 
     proptest::proptest! {
