@@ -34,6 +34,25 @@ pub(crate) fn parts(d: Decimal) -> Option<(i64, u32)> {
     Some((if u.negative { -mag } else { mag }, u.scale))
 }
 
+/// `fx` of a bar's open, high and low at once. They nearly always share a scale and sign,
+/// and then one check and one table lookup serve all three.
+#[inline(always)]
+pub(crate) fn fx3(a: Decimal, b: Decimal, c: Decimal) -> Option<(i64, i64, i64)> {
+    use crate::indicators::exact_sma::{fx, SCALE};
+    let (x, y, z) = (a.unpack(), b.unpack(), c.unpack());
+    let same = x.scale == y.scale && x.scale == z.scale && !(x.negative | y.negative | z.negative);
+    if !same || (x.hi | y.hi | z.hi) != 0 || (x.mid | y.mid | z.mid) > i32::MAX as u32 {
+        return Some((fx(a)?, fx(b)?, fx(c)?));
+    }
+    let k = *POW10.get(SCALE.checked_sub(x.scale)? as usize)?;
+    let m = |mid: u32, lo: u32| (u64::from(mid) << 32 | u64::from(lo)) as i64;
+    Some((
+        m(x.mid, x.lo).checked_mul(k)?,
+        m(y.mid, y.lo).checked_mul(k)?,
+        m(z.mid, z.lo).checked_mul(k)?,
+    ))
+}
+
 /// `m` must be non-zero (a zero would need `rust_decimal`'s choice of scale and sign).
 #[inline(always)]
 fn build(m: i64, scale: u32) -> Decimal {

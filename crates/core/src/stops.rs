@@ -106,18 +106,21 @@ pub struct StopBook {
 }
 
 /// The band inside which a bar triggers nothing, at the fixed scale of
-/// [`crate::indicators::exact_sma::fx`]. For a long: the low stays above `stop`, and
-/// `low × den` above `trail_rhs` = high-water × (den − num), i.e. the low above the trailing
-/// level, compared exactly without dividing; the high stays under `tp`. Shorts mirror it.
+/// [`crate::indicators::exact_sma::fx`]. For a long: the low stays above `exit`, the higher of
+/// the fixed stop and the floor of the trailing level (for an integer low, `low > trail` ⇔
+/// `low > floor(trail)`), and the high stays under `tp`. Shorts mirror it with the ceiling.
+/// A level beyond `i64` is clamped towards the price, which can only send a bar to the exact
+/// path, never keep one from it.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Quiet {
     armed: bool,
     /// Fast path usable: armed, and every level exact at the fixed scale.
     on: bool,
     long: bool,
+    /// The fixed stop alone, for recomputing `exit` when the high-water mark moves.
     stop: i64,
+    exit: i64,
     hw: i64,
-    trail_rhs: i128,
     tp: i64,
 }
 
@@ -292,26 +295,39 @@ impl StopBook {
                 ..Quiet::default()
             };
         };
-        let k = if long { den - num } else { den + num };
         Quiet {
             armed: true,
             on: true,
             long,
             stop,
+            exit: Self::exit_level(stop, hw, num, den, long),
             hw,
-            trail_rhs: Self::trail_rhs(hw, k, num, long),
             tp,
         }
     }
 
-    /// hw × k, or the never-trigger bound when trailing is off (num = 0 marks "off" here:
-    /// a zero fraction is refused by `validate`).
+    /// The band's adverse bound for a high-water mark `hw`: the tighter of the fixed stop
+    /// and the trailing level hw × (1 ∓ num/den), rounded away from the price (see [`Quiet`]).
+    /// `num = 0` marks trailing off (a zero fraction is refused by `validate`).
     #[inline]
-    fn trail_rhs(hw: i64, k: i128, num: i128, long: bool) -> i128 {
-        match (num, long) {
-            (0, true) => i128::MIN,
-            (0, false) => i128::MAX,
-            _ => i128::from(hw) * k,
+    fn exit_level(stop: i64, hw: i64, num: i128, den: i128, long: bool) -> i64 {
+        if num == 0 {
+            return stop;
+        }
+        let k = if long { den - num } else { den + num };
+        let clamp = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
+        let (k64, den64) = (clamp(k), clamp(den));
+        // hw × k fits an i64 for every real price; the i128 division is the rare fallback.
+        let trail = match hw.checked_mul(k64) {
+            Some(x) if long => x.div_euclid(den64),
+            Some(x) => -((-x).div_euclid(den64)),
+            None if long => clamp((i128::from(hw) * k).div_euclid(den)),
+            None => clamp(-((-(i128::from(hw) * k)).div_euclid(den))),
+        };
+        if long {
+            stop.max(trail)
+        } else {
+            stop.min(trail)
         }
     }
 
@@ -343,42 +359,33 @@ impl StopBook {
     }
 
     fn on_bar_armed(&mut self, bar: &Bar) -> Option<StopHit> {
-        use crate::indicators::exact_sma::fx;
         let i = bar.symbol.index();
         let q = self.quiet.get(i)?;
         if !q.on {
             return self.on_bar_slow(bar);
         }
-        let (Some(o), Some(h), Some(l)) = (fx(bar.open), fx(bar.high), fx(bar.low)) else {
+        let Some((o, h, l)) = crate::exact::fx3(bar.open, bar.high, bar.low) else {
             return self.on_bar_slow(bar);
         };
         if o <= 0 || h <= 0 || l <= 0 {
             return None;
         }
-        let Some((num, den)) = self.trail_ratio else {
-            return self.on_bar_slow(bar);
-        };
         let (low, high) = (l.min(o), h.max(o));
-        let (adverse, extreme) = if q.long { (low, high) } else { (high, low) };
-        let quiet = if q.long {
-            adverse > q.stop && i128::from(adverse) * den > q.trail_rhs && high < q.tp
+        let (quiet, better, extreme) = if q.long {
+            (low > q.exit && high < q.tp, high > q.hw, high)
         } else {
-            adverse < q.stop && i128::from(adverse) * den < q.trail_rhs && low > q.tp
+            (high < q.exit && low > q.tp, low < q.hw, low)
         };
         if !quiet {
             return self.on_bar_slow(bar);
         }
-        let better = if q.long {
-            extreme > q.hw
-        } else {
-            extreme < q.hw
-        };
         if better {
-            let k = if q.long { den - num } else { den + num };
-            let rhs = Self::trail_rhs(extreme, k, num, q.long);
+            let Some((num, den)) = self.trail_ratio else {
+                return self.on_bar_slow(bar);
+            };
             if let (Some(q), Some(Some(a))) = (self.quiet.get_mut(i), self.slots.get_mut(i)) {
                 q.hw = extreme;
-                q.trail_rhs = rhs;
+                q.exit = Self::exit_level(q.stop, extreme, num, den, a.long);
                 // `Decimal::max`/`min` on the bar, decided by the exact integer copies.
                 a.high_water = match (a.long, h < o, l > o) {
                     (true, true, _) | (false, _, true) => bar.open,
@@ -481,6 +488,12 @@ mod fast_path_props {
             tr in prop::option::of(1u32..500),
             tp in prop::option::of(1u32..500),
             moves in prop::collection::vec((-300i64..300, 0i64..200, 0i64..200, -300i64..300), 1..80),
+            // Extra decimal places per field (same value): bars whose prices differ in scale.
+            extra in prop::collection::vec(0u32..3, 3),
+            // Per bar: 0 leaves it; 1, 2, 3 put its adverse extreme exactly on the trailing
+            // level, the fixed stop, or its favourable one on the take-profit, where an
+            // off-by-one band would show.
+            snaps in prop::collection::vec(prop_oneof![2 => Just(0u8), 1 => 1u8..4], 80),
         ) {
             let pct = |bp: Option<u32>| bp.map(|b| Decimal::new(i64::from(b), 4));
             let cfg = StopConfig { stop_loss_pct: pct(sl), trailing_pct: pct(tr), take_profit_pct: pct(tp) };
@@ -491,14 +504,36 @@ mod fast_path_props {
             fast.arm(sym, long, e, e);
             exact.arm(sym, long, e, e);
             let mut px = entry;
-            for (dopen, up, down, dclose) in moves {
+            for (k, (dopen, up, down, dclose)) in moves.into_iter().enumerate() {
                 let open = (px + dopen).max(1);
                 let close = (open + dclose).max(1);
                 let high = open.max(close) + up;
                 let low = (open.min(close) - down).max(1);
                 px = close;
-                let b = Bar { symbol: sym, ts: Ts(0), open: Decimal::new(open, 2), high: Decimal::new(high, 2),
-                              low: Decimal::new(low, 2), close: Decimal::new(close, 2), volume: 1 };
+                let px_at = |v: i64, k: u32| Decimal::new(v * 10i64.pow(k), 2 + k);
+                let b = Bar { symbol: sym, ts: Ts(0), open: px_at(open, extra[0]), high: px_at(high, extra[1]),
+                              low: px_at(low, extra[2]), close: Decimal::new(close, 2), volume: 1 };
+                let mut b = b;
+                let armed = exact.armed(sym).copied();
+                let level = armed.and_then(|a| match snaps[k] {
+                    1 => a.trailing(),
+                    2 => a.stop,
+                    3 => a.take_profit,
+                    _ => None,
+                });
+                if let Some(lv) = level.filter(|l| *l > Decimal::ZERO) {
+                    let favourable = snaps[k] == 3;
+                    // For a long the adverse extreme is the low; for a short the high.
+                    if long != favourable {
+                        b.low = lv;
+                        b.high = b.high.max(lv);
+                        b.open = b.open.max(lv);
+                    } else {
+                        b.high = lv;
+                        b.low = b.low.min(lv);
+                        b.open = b.open.min(lv);
+                    }
+                }
                 prop_assert_eq!(fast.on_bar(&b), exact.on_bar_exact(&b));
                 prop_assert_eq!(fast.armed(sym), exact.armed(sym));
             }

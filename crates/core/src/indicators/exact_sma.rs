@@ -166,6 +166,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// `fx3` is `fx` three times: shared scales and signs take its one-check path, the
+        /// rest the per-value one.
+        #[test]
+        fn fx3_is_fx_three_times(
+            words in proptest::collection::vec(
+                (proptest::prelude::any::<u32>(), 0u32..4, proptest::prelude::prop_oneof![
+                    proptest::prelude::Just(0u32), proptest::prelude::any::<u32>()]),
+                3,
+            ),
+            negs in proptest::collection::vec(proptest::prelude::prop_oneof![
+                8 => proptest::prelude::Just(false), 1 => proptest::prelude::Just(true)], 3),
+            scales in proptest::collection::vec(proptest::prelude::prop_oneof![
+                6 => proptest::prelude::Just(2u32), 1 => 0u32..=10], 3),
+        ) {
+            let d: Vec<Decimal> = (0..3)
+                .map(|i| Decimal::from_parts(words[i].0, words[i].1, words[i].2, negs[i], scales[i]))
+                .collect();
+            let want = fx(d[0]).zip(fx(d[1])).zip(fx(d[2])).map(|((a, b), c)| (a, b, c));
+            proptest::prop_assert_eq!(crate::exact::fx3(d[0], d[1], d[2]), want);
+        }
+    }
+
     #[test]
     fn floor_fixed_rounds_down() {
         assert_eq!(floor_fixed(dec!(1.5)), 150_000_000);
