@@ -121,6 +121,28 @@ fn mul_int_slow(a: Decimal, q: i64) -> Decimal {
     a * Decimal::from(q)
 }
 
+/// `a.checked_mul(b)`: the product of two mantissas that fits an `i64`, at the sum of the
+/// scales when that is at most 28, is what `rust_decimal` returns too.
+#[inline]
+pub fn checked_mul(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let fast = || {
+        let ((ma, sa), (mb, sb)) = (parts(a)?, parts(b)?);
+        if ma == 0 || mb == 0 {
+            return Some(Decimal::ZERO);
+        }
+        let scale = sa + sb;
+        (scale <= 28).then_some(())?;
+        Some(build(ma.checked_mul(mb)?, scale))
+    };
+    fast().or_else(|| checked_mul_slow(a, b))
+}
+
+#[cold]
+#[inline(never)]
+fn checked_mul_slow(a: Decimal, b: Decimal) -> Option<Decimal> {
+    a.checked_mul(b)
+}
+
 /// `a × Decimal::from(q)`.
 #[inline]
 pub fn mul_int(a: Decimal, q: i64) -> Decimal {

@@ -809,6 +809,10 @@ mod tests {
             if let Some(r) = a.checked_mul(qd) {
                 prop_assert_eq!(bits(Some(exact::mul_int(a, q))), bits(Some(r)));
             }
+            prop_assert_eq!(bits(exact::checked_mul(a, b)), bits(a.checked_mul(b)));
+            // A price times a stop factor (1 ± pct): the stops' case.
+            let factor = Decimal::ONE - Decimal::new(q.rem_euclid(10_000), 4);
+            prop_assert_eq!(bits(exact::checked_mul(a, factor)), bits(a.checked_mul(factor)));
         }
 
         /// Every [`Amt`] operation returns exactly what the `Decimal` operator returns, also

@@ -102,26 +102,69 @@ pub struct StopBook {
     quiet: Vec<Quiet>,
     /// The trailing fraction as `num / den` (den a power of ten), when it has at most 8
     /// decimals; otherwise the fast path is off and every bar takes the exact one.
-    trail_ratio: Option<(i128, i128)>,
+    trail: Option<Trail>,
 }
 
 /// The band inside which a bar triggers nothing, at the fixed scale of
-/// [`crate::indicators::exact_sma::fx`]. For a long: the low stays above `exit`, the higher of
-/// the fixed stop and the floor of the trailing level (for an integer low, `low > trail` ⇔
-/// `low > floor(trail)`), and the high stays under `tp`. Shorts mirror it with the ceiling.
-/// A level beyond `i64` is clamped towards the price, which can only send a bar to the exact
-/// path, never keep one from it.
+/// [`crate::indicators::exact_sma::fx`]. For a long: the low stays above `stop`, `low × den`
+/// above `trail_rhs` = high-water × (den − num) (the low above the trailing level, compared
+/// exactly without dividing), and the high under `tp`. Shorts mirror it. A product that
+/// would leave an `i64` makes the bar take the exact path, never skip it.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Quiet {
     armed: bool,
     /// Fast path usable: armed, and every level exact at the fixed scale.
     on: bool,
     long: bool,
-    /// The fixed stop alone, for recomputing `exit` when the high-water mark moves.
     stop: i64,
-    exit: i64,
     hw: i64,
+    trail_rhs: i64,
     tp: i64,
+}
+
+/// The trailing fraction num/den (den a power of ten) as the factors of [`Quiet`]:
+/// `den`, and high-water multipliers `den − num` (longs) and `den + num` (shorts).
+/// `num = 0` is trailing off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Trail {
+    num: i64,
+    den: i64,
+    k_long: i64,
+    k_short: i64,
+}
+
+impl Trail {
+    fn new(num: i128, den: i128) -> Option<Trail> {
+        let (num, den) = (i64::try_from(num).ok()?, i64::try_from(den).ok()?);
+        Some(Trail {
+            num,
+            den,
+            k_long: den.checked_sub(num)?,
+            k_short: den.checked_add(num)?,
+        })
+    }
+
+    /// hw × k for the band, or the bound that keeps every bar on the exact path when the
+    /// product leaves an `i64`; the never-trigger bound when trailing is off.
+    #[inline]
+    fn rhs(&self, hw: i64, long: bool) -> i64 {
+        match (self.num, long) {
+            (0, true) => i64::MIN,
+            (0, false) => i64::MAX,
+            (_, true) => hw.checked_mul(self.k_long).unwrap_or(i64::MAX),
+            (_, false) => hw.checked_mul(self.k_short).unwrap_or(i64::MIN),
+        }
+    }
+
+    /// True when `adverse` is strictly on the safe side of the trailing level.
+    #[inline(always)]
+    fn clear(&self, adverse: i64, rhs: i64, long: bool) -> bool {
+        match adverse.checked_mul(self.den) {
+            Some(a) if long => a > rhs,
+            Some(a) => a < rhs,
+            None => false,
+        }
+    }
 }
 
 /// `price × (1 + sign × pct)`, or `None` when off or on overflow (a price that large is not a
@@ -129,11 +172,11 @@ struct Quiet {
 fn level(price: Price, pct: Option<Decimal>, up: bool) -> Option<Price> {
     let pct = pct?;
     let factor = if up {
-        Decimal::ONE + pct
+        crate::exact::add(Decimal::ONE, pct)
     } else {
-        Decimal::ONE - pct
+        crate::exact::sub(Decimal::ONE, pct)
     };
-    price.checked_mul(factor)
+    crate::exact::checked_mul(price, factor)
 }
 
 impl ArmedStop {
@@ -230,9 +273,11 @@ impl StopBook {
             cfg,
             slots: vec![None; n_symbols],
             quiet: vec![Quiet::default(); n_symbols],
-            trail_ratio: match cfg.trailing_pct {
-                None => Some((0, 1)),
-                pct => ratio(pct).filter(|&(num, _)| num != 0),
+            trail: match cfg.trailing_pct {
+                None => Trail::new(0, 1),
+                pct => ratio(pct)
+                    .filter(|&(num, _)| num != 0)
+                    .and_then(|(n, d)| Trail::new(n, d)),
             },
         }
     }
@@ -284,11 +329,11 @@ impl StopBook {
             None => Some(never),
             Some(p) => fx(p),
         };
-        let (Some(stop), Some(tp), Some(hw), Some((num, den))) = (
+        let (Some(stop), Some(tp), Some(hw), Some(trail)) = (
             lvl(a.stop, never_exit),
             lvl(a.take_profit, never_tp),
             fx(a.high_water),
-            self.trail_ratio,
+            self.trail,
         ) else {
             return Quiet {
                 armed: true,
@@ -300,34 +345,9 @@ impl StopBook {
             on: true,
             long,
             stop,
-            exit: Self::exit_level(stop, hw, num, den, long),
             hw,
+            trail_rhs: trail.rhs(hw, long),
             tp,
-        }
-    }
-
-    /// The band's adverse bound for a high-water mark `hw`: the tighter of the fixed stop
-    /// and the trailing level hw × (1 ∓ num/den), rounded away from the price (see [`Quiet`]).
-    /// `num = 0` marks trailing off (a zero fraction is refused by `validate`).
-    #[inline]
-    fn exit_level(stop: i64, hw: i64, num: i128, den: i128, long: bool) -> i64 {
-        if num == 0 {
-            return stop;
-        }
-        let k = if long { den - num } else { den + num };
-        let clamp = |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
-        let (k64, den64) = (clamp(k), clamp(den));
-        // hw × k fits an i64 for every real price; the i128 division is the rare fallback.
-        let trail = match hw.checked_mul(k64) {
-            Some(x) if long => x.div_euclid(den64),
-            Some(x) => -((-x).div_euclid(den64)),
-            None if long => clamp((i128::from(hw) * k).div_euclid(den)),
-            None => clamp(-((-(i128::from(hw) * k)).div_euclid(den))),
-        };
-        if long {
-            stop.max(trail)
-        } else {
-            stop.min(trail)
         }
     }
 
@@ -370,22 +390,24 @@ impl StopBook {
         if o <= 0 || h <= 0 || l <= 0 {
             return None;
         }
+        let Some(trail) = self.trail else {
+            return self.on_bar_slow(bar);
+        };
         let (low, high) = (l.min(o), h.max(o));
         let (quiet, better, extreme) = if q.long {
-            (low > q.exit && high < q.tp, high > q.hw, high)
+            let clear = low > q.stop && trail.clear(low, q.trail_rhs, true);
+            (clear && high < q.tp, high > q.hw, high)
         } else {
-            (high < q.exit && low > q.tp, low < q.hw, low)
+            let clear = high < q.stop && trail.clear(high, q.trail_rhs, false);
+            (clear && low > q.tp, low < q.hw, low)
         };
         if !quiet {
             return self.on_bar_slow(bar);
         }
         if better {
-            let Some((num, den)) = self.trail_ratio else {
-                return self.on_bar_slow(bar);
-            };
             if let (Some(q), Some(Some(a))) = (self.quiet.get_mut(i), self.slots.get_mut(i)) {
                 q.hw = extreme;
-                q.exit = Self::exit_level(q.stop, extreme, num, den, a.long);
+                q.trail_rhs = trail.rhs(extreme, a.long);
                 // `Decimal::max`/`min` on the bar, decided by the exact integer copies.
                 a.high_water = match (a.long, h < o, l > o) {
                     (true, true, _) | (false, _, true) => bar.open,
