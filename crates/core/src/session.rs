@@ -68,22 +68,20 @@ impl PaperSession {
     pub fn on_bar(&mut self, bar: &Bar, hooks: &mut impl SessionHooks) {
         self.last_ts = bar.ts;
         self.broker.on_bar(bar, &mut self.broker_out);
-        if !self.broker_out.is_empty() {
-            // The broker's events at this bar's open come first, and whatever they cause
-            // comes after the bar, exactly as if the bar were queued behind them.
-            let before = self.broker_out.len() + self.queue.len();
-            self.queue.extend(self.broker_out.drain(..));
-            self.drain_first(before, hooks);
-        }
-        hooks.bar(bar);
-        self.engine.on_bar(bar, &mut self.cmds);
-        self.decisions(hooks);
-        if !self.cmds.is_empty() {
+        if self.broker_out.is_empty() {
+            // The common case: nothing filled, so the bar goes straight in without queueing.
+            hooks.bar(bar);
+            self.engine.on_bar(bar, &mut self.cmds);
+            self.decisions(hooks);
+            if self.cmds.is_empty() {
+                return;
+            }
             self.route(hooks);
+        } else {
+            self.queue.extend(self.broker_out.drain(..));
+            self.queue.push_back(Event::Bar(*bar));
         }
-        if !self.queue.is_empty() {
-            self.drain(hooks);
-        }
+        self.drain(hooks);
     }
 
     /// Any other event (clock, operator command, connection state).
@@ -101,17 +99,7 @@ impl PaperSession {
     }
 
     fn drain(&mut self, hooks: &mut impl SessionHooks) {
-        self.drain_first(usize::MAX, hooks);
-    }
-
-    /// Handles at most `n` events from the front of the queue; what they cause is queued
-    /// behind the rest.
-    fn drain_first(&mut self, mut n: usize, hooks: &mut impl SessionHooks) {
-        while n > 0 {
-            let Some(ev) = self.queue.pop_front() else {
-                break;
-            };
-            n -= 1;
+        while let Some(ev) = self.queue.pop_front() {
             hooks.event(&ev);
             self.engine.handle(&ev, &mut self.cmds);
             self.decisions(hooks);

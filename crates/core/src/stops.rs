@@ -378,6 +378,7 @@ impl StopBook {
         }
     }
 
+    #[inline(always)]
     fn on_bar_armed(&mut self, bar: &Bar) -> Option<StopHit> {
         let i = bar.symbol.index();
         let q = self.quiet.get(i)?;
