@@ -19,7 +19,9 @@ use crate::exact;
 use crate::indicators::exact_sma::{floor_fixed, fx};
 use crate::ledger::Ledger;
 use crate::orders::{FillOutcome, ManagedOrder, OrderManager, UpdateOutcome};
-use crate::risk::{FixedContext, OrderCheck, RiskContext, RiskGate, RiskLimits, Verdict};
+use crate::risk::{
+    FixedContext, OrderCheck, PlainContext, RiskContext, RiskGate, RiskLimits, Verdict,
+};
 use crate::sizing::{self, SizingConfig};
 use crate::stops::{StopBook, StopConfig};
 use crate::strategy::{AnyStrategy, Direction, Signal, Strategy, StrategyConfig};
@@ -621,40 +623,27 @@ impl Engine {
                 daily_notional: self.daily_notional_fx?,
             })
         })();
-        let ctx = RiskContext {
+        let plain = PlainContext {
             state: self.state,
-            equity: self.ledger.equity(),
-            cash: self.ledger.cash(),
-            start_of_day_equity: self.start_of_day_equity,
-            peak_equity: self.peak_equity,
             position_qty: self.ledger.qty(sym),
             open_positions: self.ledger.open_positions(),
-            gross_exposure: self.ledger.gross_exposure(),
-            daily_notional: self.daily_notional,
             pending_order: self.orders.has_open_for(sym),
             last_exit: st.last_exit,
             last_price_ts: st.last_price_ts,
             bar_interval_secs: self.cfg.bar_seconds,
             prev_close: st.prev_close,
         };
-        let record = if self.cfg.decisions {
-            Some(&mut self.checks)
-        } else {
-            None
-        };
-        let verdict = if self.connection == ConnectionState::Ready {
-            match fixed {
-                Some(x) => self.gate.check_fixed(&order, &ctx, &x, record),
-                None => self.gate.check(&order, &ctx, record),
+        let ready = self.connection == ConnectionState::Ready;
+        let verdict = match fixed {
+            // Most orders pass: with no record to write, an approval needs no `Decimal`.
+            Some(x) if ready && !self.cfg.decisions && self.gate.clears(&order, &plain, &x) => {
+                debug_assert_eq!(
+                    self.check_in_full(&order, plain, Some(&x)),
+                    Verdict::Approved
+                );
+                Verdict::Approved
             }
-        } else {
-            // Not connected: nothing leaves the core, whatever the gate would say.
-            Verdict::Refused {
-                check: crate::risk::RiskCheck::Connection,
-                reason: crate::risk::RefuseReason::NotConnected {
-                    state: self.connection,
-                },
-            }
+            _ => self.check_in_full(&order, plain, fixed.as_ref()),
         };
         match verdict {
             Verdict::Approved => {
@@ -687,6 +676,43 @@ impl Engine {
             }
         }
         verdict
+    }
+
+    /// The gate's full verdict, with the `Decimal` figures that name a refusal's reason and
+    /// fill a decision record.
+    fn check_in_full(
+        &mut self,
+        order: &OrderCheck,
+        plain: PlainContext,
+        fixed: Option<&FixedContext>,
+    ) -> Verdict {
+        if self.connection != ConnectionState::Ready {
+            // Not connected: nothing leaves the core, whatever the gate would say.
+            return Verdict::Refused {
+                check: crate::risk::RiskCheck::Connection,
+                reason: crate::risk::RefuseReason::NotConnected {
+                    state: self.connection,
+                },
+            };
+        }
+        let ctx = RiskContext::with_money(
+            plain,
+            self.ledger.equity(),
+            self.ledger.cash(),
+            self.start_of_day_equity,
+            self.peak_equity,
+            self.ledger.gross_exposure(),
+            self.daily_notional,
+        );
+        let record = if self.cfg.decisions {
+            Some(&mut self.checks)
+        } else {
+            None
+        };
+        match fixed {
+            Some(x) => self.gate.check_fixed(order, &ctx, x, record),
+            None => self.gate.check(order, &ctx, record),
+        }
     }
 
     fn on_order_update(&mut self, u: &OrderUpdate, out: &mut Vec<Command>) {

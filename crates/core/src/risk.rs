@@ -334,6 +334,65 @@ pub struct RiskContext {
     pub prev_close: Option<Price>,
 }
 
+/// The fields of a [`RiskContext`] that are not money: what every check but the money ones
+/// reads. [`RiskGate::clears`] takes these with the money in fixed point, so the engine's
+/// common case builds no `Decimal` figures.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainContext {
+    pub state: TradingState,
+    pub position_qty: Qty,
+    pub open_positions: u32,
+    pub pending_order: bool,
+    pub last_exit: Option<Ts>,
+    pub last_price_ts: Option<Ts>,
+    pub bar_interval_secs: i64,
+    pub prev_close: Option<Price>,
+}
+
+impl RiskContext {
+    pub fn plain(&self) -> PlainContext {
+        PlainContext {
+            state: self.state,
+            position_qty: self.position_qty,
+            open_positions: self.open_positions,
+            pending_order: self.pending_order,
+            last_exit: self.last_exit,
+            last_price_ts: self.last_price_ts,
+            bar_interval_secs: self.bar_interval_secs,
+            prev_close: self.prev_close,
+        }
+    }
+
+    /// `plain` with the money figures.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_money(
+        plain: PlainContext,
+        equity: Money,
+        cash: Money,
+        start_of_day_equity: Money,
+        peak_equity: Money,
+        gross_exposure: Money,
+        daily_notional: Money,
+    ) -> Self {
+        RiskContext {
+            state: plain.state,
+            equity,
+            cash,
+            start_of_day_equity,
+            peak_equity,
+            position_qty: plain.position_qty,
+            open_positions: plain.open_positions,
+            gross_exposure,
+            daily_notional,
+            pending_order: plain.pending_order,
+            last_exit: plain.last_exit,
+            last_price_ts: plain.last_price_ts,
+            bar_interval_secs: plain.bar_interval_secs,
+            prev_close: plain.prev_close,
+        }
+    }
+}
+
 /// The money figures of a [`RiskContext`], and the order's price, as exact integers of 10^-8
 /// ([`fx`] of each), for a caller that keeps them in fixed point already:
 /// [`RiskGate::check_fixed`] then converts none of them.
@@ -469,7 +528,7 @@ impl FixedLimits {
     fn breaches(
         &self,
         o: &OrderCheck,
-        c: &RiskContext,
+        c: &PlainContext,
         x: &FixedContext,
         position_after: Qty,
     ) -> Option<u16> {
@@ -585,6 +644,47 @@ impl RiskGate {
         self.check_with(order, ctx, None, record)
     }
 
+    /// True when [`RiskGate::check`] would approve, judged from the fixed-point money alone;
+    /// false when a check fails or might (then ask `check`, which also names the reason).
+    /// The engine's fast path for an order with decision records off: an approval has no
+    /// reason to write, so it needs no `Decimal` figure.
+    pub fn clears(&self, o: &OrderCheck, c: &PlainContext, x: &FixedContext) -> bool {
+        if !self.limits.enabled {
+            return true;
+        }
+        if o.qty <= 0 || x.price <= 0 {
+            return false;
+        }
+        let Some(after) = c
+            .position_qty
+            .checked_add(o.side.sign().saturating_mul(o.qty))
+        else {
+            return false;
+        };
+        if !o.purpose.is_entry() {
+            // `validate`'s rules for an exit, then the exit checks.
+            let reduces = c.position_qty != 0
+                && o.qty <= c.position_qty.saturating_abs()
+                && o.side.sign() != c.position_qty.signum();
+            let allowed = match c.state {
+                TradingState::Active | TradingState::ReduceOnly => true,
+                TradingState::Halted => o.purpose != OrderPurpose::SignalExit,
+            };
+            return reduces && allowed && !c.pending_order;
+        }
+        let inputs_ok = x.equity > 0
+            && x.start_of_day_equity > 0
+            && x.peak_equity > 0
+            && x.gross_exposure >= 0
+            && x.daily_notional >= 0
+            && c.bar_interval_secs > 0
+            && !c.prev_close.is_some_and(non_positive);
+        let Some(f) = &self.fixed else {
+            return false;
+        };
+        inputs_ok && self.plain_fails(o, c, after) == 0 && f.breaches(o, c, x, after) == Some(0)
+    }
+
     /// [`Self::check`], for a caller that has the context's money figures in fixed point:
     /// `fixed` must be [`FixedContext::of`]`(order, ctx)`. The same verdict and records, with
     /// no conversion of those figures.
@@ -637,11 +737,11 @@ impl RiskGate {
         // `Decimal` arithmetic; one inside gets its verdict and reason from `entry_check`.
         let candidates = match &self.fixed {
             Some(f) if entry => match fixed {
-                Some(x) => f.breaches(order, ctx, x, position_after),
+                Some(x) => f.breaches(order, &ctx.plain(), x, position_after),
                 None => FixedContext::of(order, ctx)
-                    .and_then(|x| f.breaches(order, ctx, &x, position_after)),
+                    .and_then(|x| f.breaches(order, &ctx.plain(), &x, position_after)),
             }
-            .map(|m| m | self.plain_fails(order, ctx, position_after)),
+            .map(|m| m | self.plain_fails(order, &ctx.plain(), position_after)),
             _ => None,
         };
         if let (Some(mut m), None) = (candidates, record.as_deref()) {
@@ -681,7 +781,7 @@ impl RiskGate {
 
     /// The checks other than the money ones that an entry fails, as a mask of [`bit`]s: the
     /// conditions of [`Self::entry_check`] without the reasons.
-    fn plain_fails(&self, o: &OrderCheck, c: &RiskContext, position_after: Qty) -> u16 {
+    fn plain_fails(&self, o: &OrderCheck, c: &PlainContext, position_after: Qty) -> u16 {
         let l = &self.limits;
         let since = |t: Ts| i128::from(o.now.0) - i128::from(t.0);
         let wait = i128::from(l.reentry_cooldown_secs) * NANOS;
@@ -1848,6 +1948,10 @@ mod fast_path_props {
             let v = fast.check(&o, &c, None);
             prop_assert_eq!(format!("{v:?}"), format!("{:?}", exact.check(&o, &c, None)));
             if let Some(x) = FixedContext::of(&o, &c) {
+                // Clearing is never wrong; it may only decline an order `check` approves.
+                if fast.clears(&o, &c.plain(), &x) {
+                    prop_assert_eq!(v, Verdict::Approved);
+                }
                 let mut a = Checks::default();
                 prop_assert_eq!(fast.check_fixed(&o, &c, &x, None), v);
                 let va = fast.check_fixed(&o, &c, &x, Some(&mut a));
@@ -1902,8 +2006,13 @@ mod fast_path_props {
             let l = RiskLimits { allow_short: true, ..RiskLimits::default() };
             let fast = RiskGate::new(l.clone());
             let x = FixedContext::of(&o, &c).unwrap();
-            prop_assert!(fast.fixed.unwrap().breaches(&o, &c, &x, pos + qty).is_some());
+            prop_assert!(fast.fixed.unwrap().breaches(&o, &c.plain(), &x, pos + qty).is_some());
             let exact = RiskGate { limits: l, fixed: None };
+            // Near every limit the fast path clears exactly the orders `check` approves.
+            prop_assert_eq!(
+                fast.clears(&o, &c.plain(), &x),
+                exact.check(&o, &c, None) == Verdict::Approved
+            );
             prop_assert_eq!(fast.check(&o, &c, None), exact.check(&o, &c, None));
             prop_assert_eq!(fast.check_fixed(&o, &c, &x, None), exact.check(&o, &c, None));
         }
