@@ -4,8 +4,6 @@
 //! cannot disagree. The shell plugs in through [`SessionHooks`]: it commits each order intent
 //! before the order reaches the broker, and persists or publishes everything else.
 
-use std::collections::VecDeque;
-
 use crate::decision::Decision;
 use crate::engine::Engine;
 use crate::events::{BrokerStatus, Command, Event, OrderUpdate};
@@ -45,9 +43,13 @@ impl SessionHooks for NoHooks {}
 pub struct PaperSession {
     pub engine: Engine,
     pub broker: PaperBroker,
-    queue: VecDeque<Event>,
+    /// Events waiting for the engine, in arrival order: the broker's answers and anything
+    /// the shell hands in.
+    pending: Vec<Event>,
+    /// The batch being handled; what it causes lands in `pending`, behind it. Handling batch
+    /// after batch is a FIFO queue without moving each event twice.
+    batch: Vec<Event>,
     cmds: Vec<Command>,
-    broker_out: Vec<Event>,
     last_ts: Ts,
 }
 
@@ -56,9 +58,9 @@ impl PaperSession {
         PaperSession {
             engine,
             broker,
-            queue: VecDeque::with_capacity(16),
+            pending: Vec::with_capacity(16),
+            batch: Vec::with_capacity(16),
             cmds: Vec::with_capacity(16),
-            broker_out: Vec::with_capacity(16),
             last_ts: Ts(i64::MIN),
         }
     }
@@ -67,8 +69,8 @@ impl PaperSession {
     #[inline]
     pub fn on_bar(&mut self, bar: &Bar, hooks: &mut impl SessionHooks) {
         self.last_ts = bar.ts;
-        self.broker.on_bar(bar, &mut self.broker_out);
-        if self.broker_out.is_empty() {
+        self.broker.on_bar(bar, &mut self.pending);
+        if self.pending.is_empty() {
             // The common case: nothing filled, so the bar goes straight in without queueing.
             hooks.bar(bar);
             self.engine.on_bar(bar, &mut self.cmds);
@@ -78,32 +80,36 @@ impl PaperSession {
             }
             self.route(hooks);
         } else {
-            self.queue.extend(self.broker_out.drain(..));
-            self.queue.push_back(Event::Bar(*bar));
+            self.pending.push(Event::Bar(*bar));
         }
         self.drain(hooks);
     }
 
     /// Any other event (clock, operator command, connection state).
     pub fn on_event(&mut self, ev: Event, hooks: &mut impl SessionHooks) {
-        self.queue.push_back(ev);
+        self.pending.push(ev);
         self.drain(hooks);
     }
 
     /// Expires DAY orders at the session close.
     pub fn on_session_close(&mut self, ts: Ts, hooks: &mut impl SessionHooks) {
         self.last_ts = ts;
-        self.broker.expire_day_orders(ts, &mut self.broker_out);
-        self.queue.extend(self.broker_out.drain(..));
+        self.broker.expire_day_orders(ts, &mut self.pending);
         self.drain(hooks);
     }
 
     fn drain(&mut self, hooks: &mut impl SessionHooks) {
-        while let Some(ev) = self.queue.pop_front() {
-            hooks.event(&ev);
-            self.engine.handle(&ev, &mut self.cmds);
-            self.decisions(hooks);
-            self.route(hooks);
+        while !self.pending.is_empty() {
+            std::mem::swap(&mut self.pending, &mut self.batch);
+            let mut batch = std::mem::take(&mut self.batch);
+            for ev in batch.drain(..) {
+                hooks.event(&ev);
+                self.engine.handle(&ev, &mut self.cmds);
+                self.decisions(hooks);
+                self.route(hooks);
+            }
+            // The emptied buffer goes back, so its capacity is reused.
+            self.batch = batch;
         }
     }
 
@@ -124,22 +130,19 @@ impl PaperSession {
             match cmd {
                 Command::Place(req) => match hooks.before_place(req) {
                     Ok(()) => {
-                        self.broker.place(req, &mut self.broker_out);
+                        self.broker.place(req, &mut self.pending);
                         hooks.after_place(req);
                     }
-                    Err(reason) => self.broker_out.push(Event::OrderUpdate(OrderUpdate {
+                    Err(reason) => self.pending.push(Event::OrderUpdate(OrderUpdate {
                         order_id: req.id,
                         status: BrokerStatus::Rejected { reason },
                         ts: req.ts,
                     })),
                 },
-                Command::Cancel(id) => self.broker.cancel(*id, self.last_ts, &mut self.broker_out),
+                Command::Cancel(id) => self.broker.cancel(*id, self.last_ts, &mut self.pending),
                 _ => hooks.command(cmd),
             }
         }
         self.cmds.clear();
-        if !self.broker_out.is_empty() {
-            self.queue.extend(self.broker_out.drain(..));
-        }
     }
 }
