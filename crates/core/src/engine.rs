@@ -47,6 +47,15 @@ pub struct EngineConfig {
     pub equity_every_secs: i64,
     /// Time in force of the orders the engine places.
     pub tif: Tif,
+    /// Emit `Command::Publish` live updates (signals, positions) for the dashboard and
+    /// WebSocket. A backtest has no subscribers and turns them off; persisted records are
+    /// unaffected.
+    #[serde(default = "publish_default")]
+    pub publish: bool,
+}
+
+fn publish_default() -> bool {
+    true
 }
 
 impl Default for EngineConfig {
@@ -61,6 +70,7 @@ impl Default for EngineConfig {
             decisions: true,
             equity_every_secs: 0,
             tif: Tif::Day,
+            publish: true,
         }
     }
 }
@@ -459,11 +469,13 @@ impl Engine {
                     action = Action::WarmingUp;
                 }
             } else if self.strategies[i].is_ready() {
-                out.push(Command::Publish(Update::Signal {
-                    symbol: bar.symbol,
-                    ts: bar.ts,
-                    signal,
-                }));
+                if self.cfg.publish {
+                    out.push(Command::Publish(Update::Signal {
+                        symbol: bar.symbol,
+                        ts: bar.ts,
+                        signal,
+                    }));
+                }
                 action =
                     self.act_on_signal(bar.symbol, &signal, bar.close, bar.ts, out, &mut verdict);
             }
@@ -782,7 +794,9 @@ impl Engine {
             };
             self.stops.arm(f.symbol, long, p.avg_cost, hw);
         }
-        out.push(Command::Publish(Update::Position(p)));
+        if self.cfg.publish {
+            out.push(Command::Publish(Update::Position(p)));
+        }
         self.evaluate_account(f.ts, true, out);
     }
 

@@ -24,6 +24,8 @@ const T0: i64 = 1_764_253_800; // 2025-11-27 14:30:00 UTC, a Thursday (any insta
 struct Rec {
     placed: Vec<OrderRequest>,
     records: Vec<Record>,
+    /// `Publish` commands seen (live updates).
+    published: usize,
 }
 
 impl SessionHooks for Rec {
@@ -31,8 +33,10 @@ impl SessionHooks for Rec {
         self.placed.push(*req);
     }
     fn command(&mut self, cmd: &Command) {
-        if let Command::Persist(r) = cmd {
-            self.records.push(r.clone());
+        match cmd {
+            Command::Persist(r) => self.records.push(r.clone()),
+            Command::Publish(_) => self.published += 1,
+            _ => {}
         }
     }
     fn decision(&mut self, d: &robo_core::decision::Decision) {
@@ -389,4 +393,25 @@ fn nothing_is_placed_while_the_broker_is_not_ready() {
         .records
         .iter()
         .any(|r| matches!(r, Record::Risk(e) if e.check == RiskCheck::Connection)));
+}
+
+/// Switching live updates off (as `backtest` does) drops only the `Publish` commands: the
+/// orders, fills and every persisted record are the same.
+#[test]
+fn publish_off_changes_no_record() {
+    let run = |publish: bool| {
+        let mut s = session(EngineConfig { publish, ..cfg() });
+        let mut rec = Rec::default();
+        enter(&mut s, &mut rec);
+        for (m, px) in [(4, dec!(99)), (5, dec!(98)), (6, dec!(97)), (7, dec!(100))] {
+            s.on_bar(&flat(m, px), &mut rec);
+        }
+        rec
+    };
+    let (on, off) = (run(true), run(false));
+    assert!(on.published > 0, "updates are published by default");
+    assert_eq!(off.published, 0);
+    assert_eq!(on.placed, off.placed);
+    assert!(on.fills() > 0);
+    assert_eq!(format!("{:?}", on.records), format!("{:?}", off.records));
 }

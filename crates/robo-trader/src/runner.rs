@@ -387,6 +387,7 @@ pub fn build_engine(
         decisions: cfg.decisions,
         equity_every_secs: 60,
         tif: robo_core::types::Tif::Day,
+        publish: true,
     };
     let mut engine = Engine::new(ecfg, universe.len());
     let open_orders = if keep_open {

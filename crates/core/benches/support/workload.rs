@@ -38,12 +38,15 @@ pub fn bars(n_symbols: usize, per_symbol: usize) -> Vec<Bar> {
     out
 }
 
-/// The product defaults, except that the daily-loss and drawdown limits cannot latch: on a
-/// random walk they would switch the engine to reduce-only early and leave most bars
+/// The product defaults as `backtest` runs them (no live updates to publish, see
+/// `EngineConfig::publish`), except that the daily-loss and drawdown limits cannot latch: on
+/// a random walk they would switch the engine to reduce-only early and leave most bars
 /// untraded, which would flatter the figure. Every check still runs on every order.
+/// `PUBLISH=1` in the environment turns the updates back on, to show what they cost.
 pub fn bench_config(decisions: bool) -> EngineConfig {
     let mut cfg = EngineConfig {
         decisions,
+        publish: std::env::var_os("PUBLISH").is_some(),
         ..EngineConfig::default()
     };
     cfg.risk.daily_loss_pct = Decimal::new(99, 2);

@@ -324,6 +324,8 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
         equity_every_secs: 0,
         // No session-close expiry in a backtest: an order works until its next bar.
         tif: Tif::Gtc,
+        // Nobody subscribes to a backtest's live updates; its records are all it keeps.
+        publish: false,
     };
     let engine = Engine::new(ecfg, n);
     let broker = PaperBroker::new(s.paper, n);
