@@ -185,13 +185,31 @@ struct SeenExec {
 impl SeenExec {
     fn new(id: ExecId) -> Self {
         use std::hash::Hasher;
-        let mut h = crate::types::TextHasher::default();
-        h.write(id.as_str().as_bytes());
-        SeenExec {
-            hash: h.finish(),
-            id,
-        }
+        let hash = sequential_hash(id.as_str()).unwrap_or_else(|| {
+            let mut h = crate::types::TextHasher::default();
+            h.write(id.as_str().as_bytes());
+            h.finish()
+        });
+        SeenExec { hash, id }
     }
+}
+
+/// The paper broker's exec ids, `P-C<order>-<fill>`, arrive in order-number order. Hashed by
+/// those numbers (low bits: order × 4 + fill, which the table picks buckets with; top 7
+/// bits: a mix, the buckets' tags), consecutive fills land in neighbouring buckets, so the
+/// set, which grows by every fill of a long backtest, is written like an array instead of at
+/// random. Only the bucket changes: equality is still the whole id. Other ids (IB's) take
+/// the text hash.
+fn sequential_hash(id: &str) -> Option<u64> {
+    let (order, fill) = id.strip_prefix("P-C")?.split_once('-')?;
+    let digits = |s: &str| {
+        (!s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.bytes().fold(0u64, |n, b| n * 10 + u64::from(b - b'0')))
+    };
+    let n = digits(order)?
+        .wrapping_mul(4)
+        .wrapping_add(digits(fill)? & 3);
+    Some(n ^ (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) & (0x7F << 57)))
 }
 
 impl std::hash::Hash for SeenExec {
@@ -680,6 +698,24 @@ mod tests {
     }
 
     #[test]
+    fn paper_exec_ids_hash_by_their_numbers() {
+        let key = |s: &str| sequential_hash(s).map(|h| h & !(0x7F << 57));
+        assert_eq!(key("P-C123-1"), Some(123 * 4 + 1));
+        assert_eq!(key("P-C124-2"), Some(124 * 4 + 2));
+        for other in [
+            "P-C-1",
+            "P-C12-",
+            "P-C1x-1",
+            "X-C1-1",
+            "0000e0d5.65b3a1c2.01.01",
+            "",
+        ] {
+            assert_eq!(sequential_hash(other), None, "{other}");
+        }
+        assert_eq!(sequential_hash("P-C1234567890123456789-1"), None);
+    }
+
+    #[test]
     fn fill_before_ack_then_late_ack() {
         let mut m = OrderManager::new(1);
         m.insert(req(1, 0, 10));
@@ -923,6 +959,32 @@ mod tests {
         /// The seen set is exact whatever the hash does: every distinct id is new once.
         #[test]
         fn seen_exec_ids_are_exact(ids in proptest::collection::vec("[A-Za-z0-9.-]{0,30}", 1..60)) {
+            let mut m = OrderManager::new(1);
+            let mut mine = std::collections::BTreeSet::new();
+            for id in &ids {
+                let f = fill(id, 1, 1, dec!(1), 0);
+                let dup = m.on_fill(&f) == FillOutcome::Duplicate;
+                proptest::prop_assert_eq!(dup, !mine.insert(id.clone()));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// The same for the paper broker's form, which hashes by its numbers: collisions
+        /// (order × 4 + fill), near-misses (leading zeros, empty or huge numbers, a stray
+        /// letter) and text ids mixed.
+        #[test]
+        fn paper_exec_ids_are_exact(ids in proptest::collection::vec(
+            proptest::prop_oneof![
+                "P-C[0-9]{0,3}-[0-9]{0,2}",
+                "P-C0?[0-9]{1,2}-[0-9]{1,2}x?",
+                "P-C[0-9]{17,21}-[0-9]",
+                "[A-Za-z0-9.-]{0,12}",
+            ],
+            1..120,
+        )) {
             let mut m = OrderManager::new(1);
             let mut mine = std::collections::BTreeSet::new();
             for id in &ids {
