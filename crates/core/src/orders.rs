@@ -959,14 +959,19 @@ mod tests {
         /// The seen set is exact whatever the hash does: every distinct id is new once.
         #[test]
         fn seen_exec_ids_are_exact(ids in proptest::collection::vec("[A-Za-z0-9.-]{0,30}", 1..60)) {
-            let mut m = OrderManager::new(1);
-            let mut mine = std::collections::BTreeSet::new();
-            for id in &ids {
-                let f = fill(id, 1, 1, dec!(1), 0);
-                let dup = m.on_fill(&f) == FillOutcome::Duplicate;
-                proptest::prop_assert_eq!(dup, !mine.insert(id.clone()));
-            }
+            seen_matches_a_set(&ids)?;
         }
+    }
+
+    /// Feeds `ids` as fills: each is a Duplicate exactly when a set has seen it before.
+    fn seen_matches_a_set(ids: &[String]) -> Result<(), proptest::test_runner::TestCaseError> {
+        let mut m = OrderManager::new(1);
+        let mut mine = std::collections::BTreeSet::new();
+        for id in ids {
+            let dup = m.on_fill(&fill(id, 1, 1, dec!(1), 0)) == FillOutcome::Duplicate;
+            proptest::prop_assert_eq!(dup, !mine.insert(id.clone()));
+        }
+        Ok(())
     }
 
     proptest::proptest! {
@@ -985,13 +990,7 @@ mod tests {
             ],
             1..120,
         )) {
-            let mut m = OrderManager::new(1);
-            let mut mine = std::collections::BTreeSet::new();
-            for id in &ids {
-                let f = fill(id, 1, 1, dec!(1), 0);
-                let dup = m.on_fill(&f) == FillOutcome::Duplicate;
-                proptest::prop_assert_eq!(dup, !mine.insert(id.clone()));
-            }
+            seen_matches_a_set(&ids)?;
         }
     }
 }

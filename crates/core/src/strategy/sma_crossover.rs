@@ -358,6 +358,25 @@ mod tests {
         );
     }
 
+    /// The reference crossover: the direction two independent exact SMAs give at this bar,
+    /// given the side they were last on, which a tie keeps.
+    fn reference(
+        f: &crate::indicators::exact_sma::ExactSma,
+        sl: &crate::indicators::exact_sma::ExactSma,
+        last: &mut Option<Ordering>,
+    ) -> Direction {
+        let now = crate::indicators::exact_sma::cmp_averages(f, sl);
+        let want = match (now, *last) {
+            (Some(Ordering::Greater), Some(Ordering::Less)) => Direction::Buy,
+            (Some(Ordering::Less), Some(Ordering::Greater)) => Direction::Sell,
+            _ => Direction::Hold,
+        };
+        if let Some(o) = now.filter(|o| *o != Ordering::Equal) {
+            *last = Some(o);
+        }
+        want
+    }
+
     proptest::proptest! {
         /// Closes from cents to beyond what an `i64` holds at the fixed scale: the ring
         /// widens on the first close too large for it, and the signals match the narrow-only
@@ -371,7 +390,7 @@ mod tests {
                 0..80,
             ),
         ) {
-            use crate::indicators::exact_sma::{cmp_averages, ExactSma};
+            use crate::indicators::exact_sma::ExactSma;
             let mut s = SmaCrossover::new(SmaCrossoverParams { fast, slow });
             let (mut f, mut sl) = (ExactSma::new(fast), ExactSma::new(slow));
             let mut last = None;
@@ -380,14 +399,7 @@ mod tests {
                 let got = s.on_bar(&bar(i as i64, px));
                 f.update(px);
                 sl.update(px);
-                let want = match (cmp_averages(&f, &sl), last) {
-                    (Some(Ordering::Greater), Some(Ordering::Less)) => Direction::Buy,
-                    (Some(Ordering::Less), Some(Ordering::Greater)) => Direction::Sell,
-                    _ => Direction::Hold,
-                };
-                if let Some(o) = cmp_averages(&f, &sl).filter(|o| *o != Ordering::Equal) {
-                    last = Some(o);
-                }
+                let want = reference(&f, &sl, &mut last);
                 proptest::prop_assert_eq!(got.direction, want);
                 if want != Direction::Hold {
                     let (a, b) = (f.value_f64().unwrap_or(0.0), sl.value_f64().unwrap_or(0.0));
@@ -406,7 +418,7 @@ mod tests {
             slow in 1usize..25,
             closes in proptest::collection::vec(1i64..400, 0..120),
         ) {
-            use crate::indicators::exact_sma::{cmp_averages, ExactSma};
+            use crate::indicators::exact_sma::ExactSma;
             let mut s = SmaCrossover::new(SmaCrossoverParams { fast, slow });
             let (mut f, mut sl) = (ExactSma::new(fast), ExactSma::new(slow));
             let mut last = None;
@@ -416,14 +428,7 @@ mod tests {
                 let got = s.on_bar(&bar(i as i64, px)).direction;
                 f.update(px);
                 sl.update(px);
-                let want = match (cmp_averages(&f, &sl), last) {
-                    (Some(Ordering::Greater), Some(Ordering::Less)) => Direction::Buy,
-                    (Some(Ordering::Less), Some(Ordering::Greater)) => Direction::Sell,
-                    _ => Direction::Hold,
-                };
-                if let Some(o) = cmp_averages(&f, &sl).filter(|o| *o != Ordering::Equal) {
-                    last = Some(o);
-                }
+                let want = reference(&f, &sl, &mut last);
                 proptest::prop_assert_eq!(got, want);
                 let mut inputs = Inputs::default();
                 s.inputs(&mut inputs);
