@@ -779,13 +779,13 @@ impl Engine {
             }
         }
         let after = eff.position_after;
-        let p = self.ledger.position(f.symbol);
         if after == 0 {
             self.stops.disarm(f.symbol);
             if before != 0 {
                 self.syms[i].last_exit = Some(f.ts);
             }
         } else if before == 0 || before.signum() != after.signum() || after.abs() > before.abs() {
+            let p = self.ledger.position(f.symbol);
             let long = after > 0;
             let hw = if long {
                 p.avg_cost.max(f.price)
@@ -795,7 +795,9 @@ impl Engine {
             self.stops.arm(f.symbol, long, p.avg_cost, hw);
         }
         if self.cfg.publish {
-            out.push(Command::Publish(Update::Position(p)));
+            out.push(Command::Publish(Update::Position(
+                self.ledger.position(f.symbol),
+            )));
         }
         self.evaluate_account(f.ts, true, out);
     }

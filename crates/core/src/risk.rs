@@ -652,33 +652,20 @@ impl RiskGate {
         if !self.limits.enabled {
             return true;
         }
-        if o.qty <= 0 || x.price <= 0 {
-            return false;
-        }
-        let Some(after) = c
-            .position_qty
-            .checked_add(o.side.sign().saturating_mul(o.qty))
-        else {
+        let entry = o.purpose.is_entry();
+        let Ok(after) = Self::validate_order(o, c.position_qty, x.price > 0, entry) else {
             return false;
         };
-        if !o.purpose.is_entry() {
-            // `validate`'s rules for an exit, then the exit checks.
-            let reduces = c.position_qty != 0
-                && o.qty <= c.position_qty.saturating_abs()
-                && o.side.sign() != c.position_qty.signum();
-            let allowed = match c.state {
-                TradingState::Active | TradingState::ReduceOnly => true,
-                TradingState::Halted => o.purpose != OrderPurpose::SignalExit,
-            };
-            return reduces && allowed && !c.pending_order;
+        if !entry {
+            return Self::exit_allowed(c.state, o.purpose) && !c.pending_order;
         }
+        // `validate`'s money inputs, read from the fixed point (the signs agree exactly).
         let inputs_ok = x.equity > 0
             && x.start_of_day_equity > 0
             && x.peak_equity > 0
             && x.gross_exposure >= 0
             && x.daily_notional >= 0
-            && c.bar_interval_secs > 0
-            && !c.prev_close.is_some_and(non_positive);
+            && Self::validate_entry_market(c.bar_interval_secs, c.prev_close).is_ok();
         let Some(f) = &self.fixed else {
             return false;
         };
@@ -805,25 +792,9 @@ impl RiskGate {
     /// Names the first input the checks cannot work with; else the position after the order
     /// fills, signed.
     fn validate(&self, o: &OrderCheck, c: &RiskContext, entry: bool) -> Result<Qty, &'static str> {
-        if o.qty <= 0 {
-            return Err("qty");
-        }
-        if non_positive(o.price) {
-            return Err("price");
-        }
-        let position_after = c
-            .position_qty
-            .checked_add(o.side.sign().saturating_mul(o.qty))
-            .ok_or("qty")?;
-        if !entry {
-            // An exit must reduce the position without reversing through zero.
-            if c.position_qty == 0 || o.qty > c.position_qty.saturating_abs() {
-                return Err("qty");
-            }
-            if o.side.sign() == c.position_qty.signum() {
-                return Err("side");
-            }
-        } else {
+        let position_after =
+            Self::validate_order(o, c.position_qty, !non_positive(o.price), entry)?;
+        if entry {
             if non_positive(c.equity) {
                 return Err("equity");
             }
@@ -839,26 +810,67 @@ impl RiskGate {
             if negative(c.daily_notional) {
                 return Err("daily_notional");
             }
-            if c.bar_interval_secs <= 0 {
-                return Err("bar_interval_secs");
+            Self::validate_entry_market(c.bar_interval_secs, c.prev_close)?;
+        }
+        Ok(position_after)
+    }
+
+    /// The order's own inputs and, for an exit, that it reduces the position without
+    /// reversing through zero: the signed position after it fills, or the field at fault.
+    /// `price_positive` is the caller's reading of the price, `Decimal` or fixed point.
+    fn validate_order(
+        o: &OrderCheck,
+        position_qty: Qty,
+        price_positive: bool,
+        entry: bool,
+    ) -> Result<Qty, &'static str> {
+        if o.qty <= 0 {
+            return Err("qty");
+        }
+        if !price_positive {
+            return Err("price");
+        }
+        let position_after = position_qty
+            .checked_add(o.side.sign().saturating_mul(o.qty))
+            .ok_or("qty")?;
+        if !entry {
+            if position_qty == 0 || o.qty > position_qty.saturating_abs() {
+                return Err("qty");
             }
-            if c.prev_close.is_some_and(non_positive) {
-                return Err("prev_close");
+            if o.side.sign() == position_qty.signum() {
+                return Err("side");
             }
         }
         Ok(position_after)
     }
 
+    /// The market inputs an entry's checks divide by or compare with.
+    fn validate_entry_market(
+        bar_interval_secs: i64,
+        prev_close: Option<Price>,
+    ) -> Result<(), &'static str> {
+        if bar_interval_secs <= 0 {
+            return Err("bar_interval_secs");
+        }
+        if prev_close.is_some_and(non_positive) {
+            return Err("prev_close");
+        }
+        Ok(())
+    }
+
+    /// Whether the trading state lets an exit of this purpose out: Halted still lets
+    /// protection and the operator's flatten out.
+    fn exit_allowed(state: TradingState, purpose: OrderPurpose) -> bool {
+        match state {
+            TradingState::Active | TradingState::ReduceOnly => true,
+            TradingState::Halted => purpose != OrderPurpose::SignalExit,
+        }
+    }
+
     fn exit_check(check: RiskCheck, o: &OrderCheck, c: &RiskContext) -> Option<RefuseReason> {
         match check {
-            RiskCheck::TradingState => {
-                let allowed = match c.state {
-                    TradingState::Active | TradingState::ReduceOnly => true,
-                    // Halted still lets protection and the operator's flatten out.
-                    TradingState::Halted => o.purpose != OrderPurpose::SignalExit,
-                };
-                (!allowed).then_some(RefuseReason::State { state: c.state })
-            }
+            RiskCheck::TradingState => (!Self::exit_allowed(c.state, o.purpose))
+                .then_some(RefuseReason::State { state: c.state }),
             RiskCheck::PendingOrder => c.pending_order.then_some(RefuseReason::OrderPending),
             _ => None,
         }
