@@ -30,8 +30,15 @@ pub(crate) fn parts(d: Decimal) -> Option<(i64, u32)> {
     if u.hi != 0 || u.mid > i32::MAX as u32 {
         return None;
     }
-    let mag = (u64::from(u.mid) << 32 | u64::from(u.lo)) as i64;
+    let mag = magnitude(u.mid, u.lo);
     Some((if u.negative { -mag } else { mag }, u.scale))
+}
+
+/// A mantissa's low 64 bits from its middle and low words; the callers have checked that
+/// the high word is zero and the middle one below 2^31, so it is non-negative.
+#[inline(always)]
+fn magnitude(mid: u32, lo: u32) -> i64 {
+    (u64::from(mid) << 32 | u64::from(lo)) as i64
 }
 
 /// `fx` of a bar's open, high and low at once. They nearly always share a scale and sign,
@@ -45,11 +52,10 @@ pub(crate) fn fx3(a: Decimal, b: Decimal, c: Decimal) -> Option<(i64, i64, i64)>
         return Some((fx(a)?, fx(b)?, fx(c)?));
     }
     let k = *POW10.get(SCALE.checked_sub(x.scale)? as usize)?;
-    let m = |mid: u32, lo: u32| (u64::from(mid) << 32 | u64::from(lo)) as i64;
     Some((
-        m(x.mid, x.lo).checked_mul(k)?,
-        m(y.mid, y.lo).checked_mul(k)?,
-        m(z.mid, z.lo).checked_mul(k)?,
+        magnitude(x.mid, x.lo).checked_mul(k)?,
+        magnitude(y.mid, y.lo).checked_mul(k)?,
+        magnitude(z.mid, z.lo).checked_mul(k)?,
     ))
 }
 

@@ -157,17 +157,20 @@ const SEEN_RESERVE: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IdHasher(u64);
 
+/// The odd multiplier (2^64 / φ) the id hashes mix with.
+const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(MIX);
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = (self.0 ^ n).wrapping_mul(MIX);
     }
 }
 
@@ -200,8 +203,10 @@ impl SeenExec {
 /// set, which grows by every fill of a long backtest, is written like an array instead of at
 /// random. Only the bucket changes: equality is still the whole id. Other ids (IB's) take
 /// the text hash.
-fn sequential_hash(id: &str) -> Option<u64> {
-    let (order, fill) = id.strip_prefix("P-C")?.split_once('-')?;
+pub(crate) fn sequential_hash(id: &str) -> Option<u64> {
+    let (order, fill) = id
+        .strip_prefix(crate::paper::EXEC_ID_PREFIX)?
+        .split_once('-')?;
     let digits = |s: &str| {
         (!s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.bytes().fold(0u64, |n, b| n * 10 + u64::from(b - b'0')))
@@ -209,7 +214,7 @@ fn sequential_hash(id: &str) -> Option<u64> {
     let n = digits(order)?
         .wrapping_mul(4)
         .wrapping_add(digits(fill)? & 3);
-    Some(n ^ (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) & (0x7F << 57)))
+    Some(n ^ (n.wrapping_mul(MIX) & (0x7F << 57)))
 }
 
 impl std::hash::Hash for SeenExec {

@@ -370,11 +370,15 @@ fn slipped(slip: Option<(Decimal, Decimal)>, price: Price, side: Side) -> Price 
         .round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero)
 }
 
+/// What every paper exec id starts with: `P-C<order>-<fill>` (the order manager's seen set
+/// hashes that form by its numbers).
+pub(crate) const EXEC_ID_PREFIX: &str = "P-C";
+
 /// The first exec id `P-C<order>-1` and the broker id `P<order>`, written side by side with
 /// the digits copied, so both cost one UTF-8 check and no `push_str`.
 fn paper_ids(id: ClientOrderId) -> (CompactString, CompactString) {
     let mut t = IdText::new();
-    t.push_ascii("P-C");
+    t.push_ascii(EXEC_ID_PREFIX);
     t.push_u64(id.0);
     let digits_end = t.len();
     t.push_ascii("-1P");
@@ -928,8 +932,14 @@ mod tests {
         #[test]
         fn paper_ids_match_format(id: u64) {
             let (exec, broker) = paper_ids(ClientOrderId(id));
-            proptest::prop_assert_eq!(exec, format!("P-C{id}-1"));
+            proptest::prop_assert_eq!(&exec, &format!("P-C{id}-1"));
             proptest::prop_assert_eq!(broker, format!("P{id}"));
+            // The order manager's seen set reads this form by its numbers (up to 18 digits).
+            if id < 10u64.pow(18) {
+                let low = |h: u64| h & !(0x7F << 57);
+                let key = crate::orders::sequential_hash(&exec).map(low);
+                proptest::prop_assert_eq!(key, Some(low(id.wrapping_mul(4).wrapping_add(1))));
+            }
         }
     }
 
