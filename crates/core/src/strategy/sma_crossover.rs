@@ -71,10 +71,11 @@ where
         }
     }
 
-    /// sign(fast average − slow average), without division.
+    /// sign(fast average − slow average), without division, once both windows are full.
     #[inline(always)]
-    fn cmp(&self) -> Ordering {
-        (self.fast_sum * self.slow_n).cmp(&(self.slow_sum * self.fast_n))
+    fn warm_cmp(&self) -> Option<Ordering> {
+        (self.count == self.buf.len())
+            .then(|| (self.fast_sum * self.slow_n).cmp(&(self.slow_sum * self.fast_n)))
     }
 }
 
@@ -161,19 +162,19 @@ impl SmaCrossover {
             Sums::Narrow(r) => match i64::try_from(v) {
                 Ok(n) if n.unsigned_abs() <= self.narrow_limit => {
                     r.push(n);
-                    (r.count == r.buf.len()).then(|| r.cmp())
+                    r.warm_cmp()
                 }
                 _ => {
                     let mut w = r.widen();
                     w.push(v);
-                    let ready = (w.count == w.buf.len()).then(|| w.cmp());
+                    let ready = w.warm_cmp();
                     self.ring = Sums::Wide(w);
                     ready
                 }
             },
             Sums::Wide(r) => {
                 r.push(v);
-                (r.count == r.buf.len()).then(|| r.cmp())
+                r.warm_cmp()
             }
         }
     }
