@@ -441,6 +441,18 @@ impl Ledger {
         Some(eq)
     }
 
+    /// [`Self::equity_fixed`] when every product and partial sum fits an `i64`: the same
+    /// value, in 64-bit arithmetic (a backtest reads it at every timestamp).
+    #[inline]
+    pub fn equity_fixed_i64(&self) -> Option<i64> {
+        let mut eq = self.cash_fx?;
+        for &i in &self.open {
+            let st = &self.syms[i];
+            eq = eq.checked_add(st.qty.checked_mul(st.mark_fx?)?)?;
+        }
+        Some(eq)
+    }
+
     /// `gross_exposure()` in integers of 10^-8, exact as [`Self::equity_fixed`]: the partial
     /// sums grow, so each value and partial sum is below the bounded total.
     #[inline]
@@ -899,6 +911,21 @@ mod tests {
         prop_assert_eq!(l.cash_fixed(), fx(l.cash()));
         if let Some(e) = l.equity_fixed() {
             prop_assert_eq!(at(e), l.equity());
+        }
+        if let Some(e) = l.equity_fixed_i64() {
+            prop_assert_eq!(Some(i128::from(e)), l.equity_fixed());
+        } else if l.equity_fixed().is_some() {
+            // The 64-bit form gives up only where a product or a partial sum is too wide.
+            let mut sum = i128::from(l.cash_fixed().unwrap_or(0));
+            let mut wide = false;
+            for &i in l.open_symbols() {
+                let s = SymbolId(i as u16);
+                let m = l.mark_of(s).and_then(fx).unwrap_or(0);
+                let p = i128::from(l.qty(s)) * i128::from(m);
+                sum += p;
+                wide |= i64::try_from(p).is_err() || i64::try_from(sum).is_err();
+            }
+            prop_assert!(wide);
         }
         if let Some(g) = l.gross_exposure_fixed() {
             prop_assert_eq!(at(g), l.gross_exposure());

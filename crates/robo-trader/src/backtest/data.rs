@@ -937,6 +937,36 @@ impl Prefetch {
         }
     }
 
+    /// The next batch from the reader thread; `None` at the end.
+    fn next_batch(&mut self) -> Result<Option<Vec<Bar>>, DataError> {
+        if self.at < self.cur.len() {
+            // Bars taken one by one leave the rest of their batch here.
+            let mut rest = std::mem::take(&mut self.cur);
+            rest.drain(..self.at);
+            self.at = 0;
+            return Ok(Some(rest));
+        }
+        if self.end.is_some() {
+            return Ok(None);
+        }
+        match self.rx.recv() {
+            Ok(Msg::Bars(b)) => Ok(Some(b)),
+            Ok(Msg::End { filtered, skipped }) => {
+                self.end = Some((filtered, skipped));
+                Ok(None)
+            }
+            Ok(Msg::Failed(e)) => Err(e),
+            Err(_) => Err(Self::reader_stopped()),
+        }
+    }
+
+    fn reader_stopped() -> DataError {
+        DataError::Corrupt {
+            path: "<reader thread>".into(),
+            why: "the data reader stopped".into(),
+        }
+    }
+
     #[inline]
     fn next_bar(&mut self) -> Result<Option<Bar>, DataError> {
         loop {
@@ -955,12 +985,7 @@ impl Prefetch {
                 }
                 Ok(Msg::End { filtered, skipped }) => self.end = Some((filtered, skipped)),
                 Ok(Msg::Failed(e)) => return Err(e),
-                Err(_) => {
-                    return Err(DataError::Corrupt {
-                        path: "<reader thread>".into(),
-                        why: "the data reader stopped".into(),
-                    })
-                }
+                Err(_) => return Err(Self::reader_stopped()),
             }
         }
     }
@@ -979,6 +1004,34 @@ impl BarFeed {
         match self {
             BarFeed::Direct(s) => s.next_bar(),
             BarFeed::Thread(p) => p.next_bar(),
+        }
+    }
+
+    /// The next batch of bars in (time, symbol) order, `None` at the end. `reuse` is a spent
+    /// batch whose memory the next one may take (an empty `Vec` when there is none); don't mix
+    /// with [`Self::next_bar`] except to take the rest of a batch.
+    pub fn next_batch(&mut self, mut reuse: Vec<Bar>) -> Result<Option<Vec<Bar>>, DataError> {
+        match self {
+            BarFeed::Direct(s) => {
+                reuse.clear();
+                s.fill_batch(&mut reuse, BATCH)?;
+                Ok((!reuse.is_empty()).then_some(reuse))
+            }
+            BarFeed::Thread(p) => {
+                if reuse.capacity() > 0 {
+                    let _ = p.back.try_send(reuse);
+                }
+                p.next_batch()
+            }
+        }
+    }
+
+    /// Where spent batches go back to the reader thread, if there is one: whoever ends up
+    /// holding a batch can return it.
+    pub fn recycler(&self) -> Option<SyncSender<Vec<Bar>>> {
+        match self {
+            BarFeed::Direct(_) => None,
+            BarFeed::Thread(p) => Some(p.back.clone()),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod optimize;
 pub mod report;
 pub mod run;
+pub mod tally;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

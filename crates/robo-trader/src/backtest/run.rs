@@ -19,20 +19,13 @@ use robo_core::session::{PaperSession, SessionHooks};
 use robo_core::sizing::SizingConfig;
 use robo_core::stops::StopConfig;
 use robo_core::strategy::StrategyConfig;
-use robo_core::types::{Bar, Side, Tif, Ts};
-use rust_decimal::prelude::ToPrimitive;
+use robo_core::types::{Tif, Ts};
 use rust_decimal::Decimal;
-use serde::Serialize;
 
 use super::data::{DataError, DataSource, StreamFilter};
-use super::metrics::{
-    ts_text, ClosedTrade, CurveStats, CurveSummary, TradeBook, TradeStatsAcc, TradeSummary,
-};
-
-/// Closed trades and fills kept for the report; beyond this only the statistics grow.
-pub const MAX_KEPT_TRADES: usize = 20_000;
-/// Points per chart series (the curve is decimated beyond this).
-pub const MAX_CHART_POINTS: usize = 2_000;
+use super::metrics::{ts_text, ClosedTrade, CurveSummary, TradeSummary};
+use super::tally::{f64_of, Batch, Equity, FillMark, Point, Tally, TallyRun, TallySettings};
+pub use super::tally::{FillRow, MAX_CHART_POINTS, MAX_KEPT_TRADES};
 
 /// Everything one run needs.
 #[derive(Debug, Clone)]
@@ -53,17 +46,6 @@ pub struct RunSettings {
     pub detail: bool,
     /// Write every decision and fill as a JSON line here (`--decisions-out`).
     pub decisions_out: Option<std::path::PathBuf>,
-}
-
-/// One fill, for the report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FillRow {
-    pub symbol: usize,
-    pub ts: i64,
-    pub side: Side,
-    pub qty: i64,
-    pub price: Decimal,
-    pub commission: Decimal,
 }
 
 /// What a run produced.
@@ -103,51 +85,10 @@ pub struct RunResult {
     pub prices: Vec<Vec<(i64, f64)>>,
 }
 
-/// Keeps every `stride`-th point and doubles the stride when full, so a series of any length
-/// ends with between `max` and `2 × max` evenly spaced points.
-#[derive(Debug, Clone)]
-pub struct Decimator<T> {
-    pub points: Vec<T>,
-    stride: u64,
-    seen: u64,
-    max: usize,
-}
-
-impl<T: Copy> Decimator<T> {
-    pub fn new(max: usize) -> Self {
-        Decimator {
-            points: Vec::new(),
-            stride: 1,
-            seen: 0,
-            max: max.max(2),
-        }
-    }
-    #[inline]
-    pub fn push(&mut self, p: T) {
-        if self.seen.is_multiple_of(self.stride) {
-            self.points.push(p);
-            if self.points.len() >= 2 * self.max {
-                let mut k = 0;
-                self.points.retain(|_| {
-                    k += 1;
-                    k % 2 == 1
-                });
-                self.stride *= 2;
-            }
-        }
-        self.seen += 1;
-    }
-}
-
 struct Hooks<'a> {
     names: &'a [String],
-    fills: u64,
-    notional: Decimal,
-    book: TradeBook,
-    stats: TradeStatsAcc,
-    detail: bool,
-    closed: Vec<ClosedTrade>,
-    fill_rows: Vec<FillRow>,
+    /// This batch's fills, for the tally.
+    fills: Vec<FillMark>,
     log: Option<DecisionLog>,
     /// Orders the risk gate refused, per check.
     refusals: std::collections::BTreeMap<&'static str, u64>,
@@ -242,71 +183,31 @@ impl SessionHooks for Hooks<'_> {
         if let Some(log) = &mut self.log {
             log.write(self.names, rec);
         }
-        if let Record::Risk(r) = rec {
-            *self.refusals.entry(r.check.as_str()).or_default() += 1;
-        }
-        let Record::Fill(f) = rec else {
-            return;
-        };
-        self.fills += 1;
-        self.notional += f.price * Decimal::from(f.qty);
-        let i = f.symbol.index();
-        self.book
-            .fill(i, f.side, f.qty, f.price, f.commission, f.ts);
-        for t in self.book.closed.drain(..) {
-            self.stats.add(t.pnl);
-            if self.detail && self.closed.len() < MAX_KEPT_TRADES {
-                let name = self.names.get(t.symbol).map_or("?", String::as_str);
-                self.closed.push(t.to_closed(name));
-            }
-        }
-        if self.detail && self.fill_rows.len() < MAX_KEPT_TRADES {
-            self.fill_rows.push(FillRow {
-                symbol: i,
-                ts: f.ts.0,
+        match rec {
+            Record::Risk(r) => *self.refusals.entry(r.check.as_str()).or_default() += 1,
+            Record::Fill(f) => self.fills.push(FillMark {
+                symbol: f.symbol.index(),
+                ts: f.ts,
                 side: f.side,
                 qty: f.qty,
                 price: f.price,
                 commission: f.commission,
-            });
+            }),
+            _ => {}
         }
     }
 }
 
-/// `d` as the nearest `f64`. The metrics need one per bar and timestamp, and the general
-/// conversion is slow (128-bit arithmetic); a mantissa under 2^53 converts exactly to `f64`, so
-/// one correctly rounded division by a power of ten gives the nearest value directly.
+/// The ledger's equity for a curve point: its exact fixed-point shadow when it has one (the
+/// tally converts it, off the engine's thread), else the `Decimal` sum as the nearest `f64`.
 #[inline]
-fn f64_of(d: Decimal) -> f64 {
-    let m = d.mantissa();
-    match POW10_F64.get(d.scale() as usize) {
-        Some(p) if m.unsigned_abs() < 1u128 << 53 => m as i64 as f64 / p,
-        _ => d.to_f64().unwrap_or(0.0),
+fn equity_of(led: &robo_core::ledger::Ledger) -> Equity {
+    match led.equity_fixed_i64() {
+        // Under 2^53 the tally's one division is correctly rounded (see `Equity::f64`).
+        Some(v) if v.unsigned_abs() < 1u64 << 53 => Equity::Fixed(v),
+        _ => Equity::Float(f64_of(led.equity())),
     }
 }
-
-/// The ledger's equity as the nearest `f64`, from its exact fixed-point shadow when it has
-/// one: `v / 10^8` with `v` under 2^53 is one correctly rounded division of the same real
-/// number [`f64_of`] divides, so the result is the same `f64`, without building the
-/// `Decimal` sum on every timestamp.
-#[inline]
-fn equity_f64(led: &robo_core::ledger::Ledger) -> f64 {
-    match led.equity_fixed() {
-        Some(v) if v.unsigned_abs() < 1u128 << 53 => v as i64 as f64 / 1e8,
-        _ => f64_of(led.equity()),
-    }
-}
-
-/// 10^0 ..= 10^22, each exact in an `f64`.
-const POW10_F64: [f64; 23] = {
-    let mut t = [1.0f64; 23];
-    let mut i = 1;
-    while i < 23 {
-        t[i] = t[i - 1] * 10.0;
-        i += 1;
-    }
-    t
-};
 
 /// Runs one backtest over `src`.
 pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
@@ -332,13 +233,7 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
     let mut session = PaperSession::new(engine, broker);
     let mut hooks = Hooks {
         names: &names,
-        fills: 0,
-        notional: Decimal::ZERO,
-        book: TradeBook::new(n),
-        stats: TradeStatsAcc::default(),
-        detail: s.detail,
-        closed: Vec::new(),
-        fill_rows: Vec::new(),
+        fills: Vec::new(),
         log: match &s.decisions_out {
             Some(p) => Some(DecisionLog {
                 w: BufWriter::new(File::create(p).map_err(|source| DataError::Io {
@@ -352,109 +247,72 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
         },
         refusals: Default::default(),
     };
-    let cash0 = f64_of(s.cash);
-    let mut curve = CurveStats::new(cash0, s.periods_per_year, s.risk_free);
-    let mut bench = CurveStats::new(cash0, s.periods_per_year, s.risk_free);
-    let alloc = if n > 0 { cash0 / n as f64 } else { 0.0 };
-    let mut bench_shares = vec![0.0f64; n];
-    let mut bench_last = vec![0.0f64; n];
-    let mut bench_total = cash0;
-    let mut eq_dec = Decimator::new(MAX_CHART_POINTS);
-    let mut px_dec: Vec<Decimator<(i64, f64)>> = if s.detail {
-        (0..n).map(|_| Decimator::new(MAX_CHART_POINTS)).collect()
-    } else {
-        Vec::new()
-    };
-
     let mut stream = src.feed(&s.filter)?;
+    let tally = Tally::new(TallySettings {
+        names: names.clone(),
+        cash: f64_of(s.cash),
+        periods_per_year: s.periods_per_year,
+        risk_free: s.risk_free,
+        trade_from: s.trade_from,
+        detail: s.detail,
+    });
+    let mut tally = match stream.recycler() {
+        Some(r) => TallyRun::spawn(tally, r),
+        None => TallyRun::Inline(Box::new(tally)),
+    };
     let mut bars = 0u64;
     let mut cur: Option<Ts> = None;
     let mut first_ts = None;
     let mut n_ts = 0u64;
-    let mut points = 0u64;
-    let mut exposed = 0u64;
-    let mut point = |t: Ts,
-                     session: &PaperSession,
-                     curve: &mut CurveStats,
-                     bench: &mut CurveStats,
-                     bench_total: f64,
-                     eq_dec: &mut Decimator<(i64, f64, f64)>| {
-        let led = session.engine.ledger();
-        let eq = equity_f64(led);
-        curve.push(t, eq);
-        bench.push(t, bench_total);
-        points += 1;
-        if led.open_positions() > 0 {
-            exposed += 1;
-        }
-        eq_dec.push((t.0, eq, bench_total));
-    };
-    while let Some(bar) = stream.next_bar()? {
-        if s.trade_from.is_some_and(|f| bar.ts < f) {
-            session.engine.warm_up(&bar);
-            let mut sink = Vec::new();
-            session.broker.on_bar(&bar, &mut sink);
-            continue;
-        }
-        if cur != Some(bar.ts) {
-            if let Some(t) = cur {
-                point(
-                    t,
-                    &session,
-                    &mut curve,
-                    &mut bench,
-                    bench_total,
-                    &mut eq_dec,
-                );
+    let mut spare = Vec::new();
+    while let Some(batch) = stream.next_batch(std::mem::take(&mut spare))? {
+        let mut points = Vec::new();
+        for bar in &batch {
+            if s.trade_from.is_some_and(|f| bar.ts < f) {
+                session.engine.warm_up(bar);
+                let mut sink = Vec::new();
+                session.broker.on_bar(bar, &mut sink);
+                continue;
             }
-            cur = Some(bar.ts);
-            first_ts.get_or_insert(bar.ts);
-            // `run` prunes at each session close; a backtest has none, so finished orders
-            // would pile up (hundreds of MB over millions of bars).
-            n_ts += 1;
-            if n_ts.is_multiple_of(4096) {
-                session.engine.prune_closed_orders();
+            if cur != Some(bar.ts) {
+                if let Some(t) = cur {
+                    points.push(point(t, &session));
+                }
+                cur = Some(bar.ts);
+                first_ts.get_or_insert(bar.ts);
+                // `run` prunes at each session close; a backtest has none, so finished orders
+                // would pile up (hundreds of MB over millions of bars).
+                n_ts += 1;
+                if n_ts.is_multiple_of(4096) {
+                    session.engine.prune_closed_orders();
+                }
             }
+            bars += 1;
+            session.on_bar(bar, &mut hooks);
         }
-        bars += 1;
-        session.on_bar(&bar, &mut hooks);
-        track_benchmark(
-            &bar,
-            alloc,
-            &mut bench_shares,
-            &mut bench_last,
-            &mut bench_total,
-        );
-        if let Some(d) = px_dec.get_mut(bar.symbol.index()) {
-            d.push((bar.ts.0, f64_of(bar.close)));
-        }
+        let fills = std::mem::take(&mut hooks.fills);
+        spare = tally
+            .take(Batch {
+                bars: batch,
+                points,
+                fills,
+            })
+            .unwrap_or_default();
     }
-    if let Some(t) = cur {
-        point(
-            t,
-            &session,
-            &mut curve,
-            &mut bench,
-            bench_total,
-            &mut eq_dec,
-        );
-    }
-    // The last point always belongs on the chart.
-    if let (Some(t), Some(last)) = (cur, eq_dec.points.last().copied()) {
-        if last.0 != t.0 {
-            let eq = f64_of(session.engine.ledger().equity());
-            eq_dec.points.push((t.0, eq, bench_total));
-        }
-    }
+    let tallied = tally
+        .finish(cur.map(|t| point(t, &session)))
+        .ok_or_else(|| DataError::Corrupt {
+            path: "<tally thread>".into(),
+            why: "the metrics thread stopped".into(),
+        })?;
 
     if let Some(log) = hooks.log.take() {
         log.finish()?;
     }
     let led = session.engine.ledger();
     let final_equity = led.equity();
-    let curve_sum = curve.finish();
-    let turnover = if curve_sum.avg_equity > 0.0 {
-        f64_of(hooks.notional) / curve_sum.avg_equity
+    let turnover = if tallied.curve.avg_equity > 0.0 {
+        f64_of(tallied.notional) / tallied.curve.avg_equity
     } else {
         0.0
     };
@@ -473,50 +331,37 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
         refusals: hooks.refusals,
         off_calendar: stream.filtered(),
         skipped_rows: stream.skipped(),
-        fills: hooks.fills,
+        fills: tallied.fills,
         final_equity,
         cash: led.cash(),
         commissions: led.commissions(),
-        traded_notional: hooks.notional,
-        benchmark: bench.finish(),
-        curve: curve_sum,
-        trades: hooks.stats.finish(),
-        exposure: if points > 0 {
-            exposed as f64 / points as f64
-        } else {
-            0.0
-        },
+        traded_notional: tallied.notional,
+        benchmark: tallied.benchmark,
+        curve: tallied.curve,
+        trades: tallied.trades,
+        exposure: tallied.exposure,
         turnover,
         open_positions,
         first_ts,
         last_ts: cur,
         sim_s: t0.elapsed().as_secs_f64(),
-        closed: hooks.closed,
-        fill_rows: hooks.fill_rows,
-        equity_points: eq_dec.points,
-        prices: px_dec.into_iter().map(|d| d.points).collect(),
+        closed: tallied.closed,
+        fill_rows: tallied.fill_rows,
+        equity_points: tallied.equity_points,
+        prices: tallied.prices,
         symbols: names,
     })
 }
 
-/// Equal-weight buy and hold: each symbol gets `alloc` of the starting cash, bought at its
-/// first bar's open (fractional shares, no commission), marked at each close.
-fn track_benchmark(bar: &Bar, alloc: f64, shares: &mut [f64], last: &mut [f64], total: &mut f64) {
-    let i = bar.symbol.index();
-    let (Some(sh), Some(lc)) = (shares.get_mut(i), last.get_mut(i)) else {
-        return;
-    };
-    let close = f64_of(bar.close);
-    if *lc == 0.0 {
-        let open = f64_of(bar.open);
-        if open <= 0.0 {
-            return;
-        }
-        *sh = alloc / open;
-        *lc = open;
+/// The engine's side of the curve point of `t`, once every bar of `t` went through.
+#[inline]
+fn point(t: Ts, session: &PaperSession) -> Point {
+    let led = session.engine.ledger();
+    Point {
+        ts: t,
+        equity: equity_of(led),
+        exposed: led.open_positions() > 0,
     }
-    *total += *sh * (close - *lc);
-    *lc = close;
 }
 
 /// Text of a timestamp for output.
@@ -529,7 +374,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use robo_core::ledger::Ledger;
-    use robo_core::types::{ClientOrderId, ExecId, Fill, SymbolId};
+    use robo_core::types::{ClientOrderId, ExecId, Fill, Side, SymbolId};
 
     proptest! {
         /// The shadow-based equity is the very `f64` the `Decimal` one converts to.
@@ -556,7 +401,7 @@ mod tests {
                 let _ = led.try_apply_fill(&f);
             }
             led.mark(SymbolId(0), Decimal::new(mark, mark_scale));
-            prop_assert_eq!(equity_f64(&led).to_bits(), f64_of(led.equity()).to_bits());
+            prop_assert_eq!(equity_of(&led).f64().to_bits(), f64_of(led.equity()).to_bits());
         }
     }
 }
