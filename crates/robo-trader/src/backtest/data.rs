@@ -1026,15 +1026,6 @@ impl BarFeed {
         }
     }
 
-    /// Where spent batches go back to the reader thread, if there is one: whoever ends up
-    /// holding a batch can return it.
-    pub fn recycler(&self) -> Option<SyncSender<Vec<Bar>>> {
-        match self {
-            BarFeed::Direct(_) => None,
-            BarFeed::Thread(p) => Some(p.back.clone()),
-        }
-    }
-
     /// Bars dropped by the calendar filter (complete once the feed is exhausted).
     pub fn filtered(&self) -> u64 {
         match self {

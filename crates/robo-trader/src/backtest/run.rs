@@ -24,7 +24,7 @@ use rust_decimal::Decimal;
 
 use super::data::{DataError, DataSource, StreamFilter};
 use super::metrics::{ts_text, ClosedTrade, CurveSummary, TradeSummary};
-use super::tally::{f64_of, Batch, Equity, FillMark, Point, Tally, TallyRun, TallySettings};
+use super::tally::{f64_of, Equity, FillMark, Point, Tally};
 pub use super::tally::{FillRow, MAX_CHART_POINTS, MAX_KEPT_TRADES};
 
 /// Everything one run needs.
@@ -87,8 +87,7 @@ pub struct RunResult {
 
 struct Hooks<'a> {
     names: &'a [String],
-    /// This batch's fills, for the tally.
-    fills: Vec<FillMark>,
+    tally: Tally,
     log: Option<DecisionLog>,
     /// Orders the risk gate refused, per check.
     refusals: std::collections::BTreeMap<&'static str, u64>,
@@ -185,7 +184,7 @@ impl SessionHooks for Hooks<'_> {
         }
         match rec {
             Record::Risk(r) => *self.refusals.entry(r.check.as_str()).or_default() += 1,
-            Record::Fill(f) => self.fills.push(FillMark {
+            Record::Fill(f) => self.tally.fill(&FillMark {
                 symbol: f.symbol.index(),
                 ts: f.ts,
                 side: f.side,
@@ -231,9 +230,16 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
     let engine = Engine::new(ecfg, n);
     let broker = PaperBroker::new(s.paper, n);
     let mut session = PaperSession::new(engine, broker);
+    let cash = f64_of(s.cash);
     let mut hooks = Hooks {
         names: &names,
-        fills: Vec::new(),
+        tally: Tally::new(
+            names.clone(),
+            cash,
+            s.periods_per_year,
+            s.risk_free,
+            s.detail,
+        ),
         log: match &s.decisions_out {
             Some(p) => Some(DecisionLog {
                 w: BufWriter::new(File::create(p).map_err(|source| DataError::Io {
@@ -248,25 +254,12 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
         refusals: Default::default(),
     };
     let mut stream = src.feed(&s.filter)?;
-    let tally = Tally::new(TallySettings {
-        names: names.clone(),
-        cash: f64_of(s.cash),
-        periods_per_year: s.periods_per_year,
-        risk_free: s.risk_free,
-        trade_from: s.trade_from,
-        detail: s.detail,
-    });
-    let mut tally = match stream.recycler() {
-        Some(r) => TallyRun::spawn(tally, r),
-        None => TallyRun::Inline(Box::new(tally)),
-    };
     let mut bars = 0u64;
     let mut cur: Option<Ts> = None;
     let mut first_ts = None;
     let mut n_ts = 0u64;
     let mut spare = Vec::new();
     while let Some(batch) = stream.next_batch(std::mem::take(&mut spare))? {
-        let mut points = Vec::new();
         for bar in &batch {
             if s.trade_from.is_some_and(|f| bar.ts < f) {
                 session.engine.warm_up(bar);
@@ -276,7 +269,7 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
             }
             if cur != Some(bar.ts) {
                 if let Some(t) = cur {
-                    points.push(point(t, &session));
+                    hooks.tally.point(point(t, &session));
                 }
                 cur = Some(bar.ts);
                 first_ts.get_or_insert(bar.ts);
@@ -289,22 +282,12 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
             }
             bars += 1;
             session.on_bar(bar, &mut hooks);
+            hooks.tally.bar(bar);
         }
-        let fills = std::mem::take(&mut hooks.fills);
-        spare = tally
-            .take(Batch {
-                bars: batch,
-                points,
-                fills,
-            })
-            .unwrap_or_default();
+        spare = batch;
     }
-    let tallied = tally
-        .finish(cur.map(|t| point(t, &session)))
-        .ok_or_else(|| DataError::Corrupt {
-            path: "<tally thread>".into(),
-            why: "the metrics thread stopped".into(),
-        })?;
+    let last = cur.map(|t| point(t, &session));
+    let tallied = hooks.tally.finish(last);
 
     if let Some(log) = hooks.log.take() {
         log.finish()?;
