@@ -50,8 +50,13 @@ pub struct CurveStats {
     last_ts: Ts,
     prev: f64,
     n: u64,
-    mean: f64,
-    m2: f64,
+    sum_r: f64,
+    /// The first return: the variance's sums are of `r − shift`, so a large common level of
+    /// the returns does not cancel away its digits. (The mean sums `r` itself: returns are
+    /// near zero, and shifting them would cancel away the mean's digits instead.)
+    shift: f64,
+    sum_x: f64,
+    sum_xx: f64,
     downside_sq: f64,
     sum_equity: f64,
     peak: f64,
@@ -107,8 +112,10 @@ impl CurveStats {
             last_ts: Ts(0),
             prev: start_equity,
             n: 0,
-            mean: 0.0,
-            m2: 0.0,
+            sum_r: 0.0,
+            shift: 0.0,
+            sum_x: 0.0,
+            sum_xx: 0.0,
             downside_sq: 0.0,
             sum_equity: 0.0,
             peak: start_equity,
@@ -134,10 +141,16 @@ impl CurveStats {
         self.last_ts = ts;
         if self.prev > 0.0 {
             let r = equity / self.prev - 1.0;
+            // Shifted sums, not Welford's update: its division by n sat on the chain from one
+            // point to the next, and this runs once per timestamp.
+            if self.n == 0 {
+                self.shift = r;
+            }
             self.n += 1;
-            let d = r - self.mean;
-            self.mean += d / self.n as f64;
-            self.m2 += d * (r - self.mean);
+            self.sum_r += r;
+            let x = r - self.shift;
+            self.sum_x += x;
+            self.sum_xx += x * x;
             let ex = r - self.rf_per_period;
             if ex < 0.0 {
                 self.downside_sq += ex * ex;
@@ -190,8 +203,12 @@ impl CurveStats {
             .unwrap_or(0.0);
         let cagr = (years > 0.0 && self.start > 0.0 && end > 0.0)
             .then(|| (end / self.start).powf(1.0 / years) - 1.0);
-        let std = (self.n > 1).then(|| (self.m2 / (self.n - 1) as f64).sqrt());
-        let ex_mean = self.mean - self.rf_per_period;
+        let n = self.n as f64;
+        let mean_x = if self.n > 0 { self.sum_x / n } else { 0.0 };
+        let m2 = (self.sum_xx - self.sum_x * mean_x).max(0.0);
+        let std = (self.n > 1).then(|| (m2 / (n - 1.0)).sqrt());
+        let mean = if self.n > 0 { self.sum_r / n } else { 0.0 };
+        let ex_mean = mean - self.rf_per_period;
         let sharpe = std
             .filter(|s| *s > 0.0)
             .map(|s| ex_mean / s * self.ppy.sqrt());
@@ -491,6 +508,37 @@ mod tests {
         );
         assert_eq!(s.max_drawdown_recovery, None);
         assert_eq!(s.max_drawdown_duration_s, 2 * DAY);
+    }
+
+    proptest::proptest! {
+        /// The one-pass sums give the two-pass mean and standard deviation, also for returns
+        /// with a large common level.
+        #[test]
+        fn sharpe_matches_two_pass(
+            level in -0.01f64..0.01,
+            noise in proptest::collection::vec(-0.02f64..0.02, 2..400),
+        ) {
+            let r: Vec<f64> = noise.iter().map(|x| level + x).collect();
+            let mut c = CurveStats::new(100.0, 252.0, 0.0);
+            let mut e = 100.0;
+            let mut got = Vec::new();
+            for (i, x) in r.iter().enumerate() {
+                let next = e * (1.0 + x);
+                got.push(next / e - 1.0);
+                e = next;
+                c.push(Ts::from_secs(i as i64 * DAY), e);
+            }
+            let n = got.len() as f64;
+            let mean = got.iter().sum::<f64>() / n;
+            let var = got.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+            let s = c.finish();
+            let want_vol = var.sqrt() * 252f64.sqrt();
+            proptest::prop_assert!(close(s.volatility.unwrap(), want_vol));
+            if var > 1e-12 {
+                let want = mean / var.sqrt() * 252f64.sqrt();
+                proptest::prop_assert!(close(s.sharpe.unwrap(), want), "{:?} vs {}", s.sharpe, want);
+            }
+        }
     }
 
     #[test]
