@@ -989,7 +989,11 @@ impl RiskGate {
     /// start-of-day equity and the peak: `max(sod × (1 − daily_loss_pct), peak × (1 − max_drawdown_pct))`.
     /// The engine compares equity with this one number on every bar and asks `evaluate` only
     /// at or below it.
+    /// A disabled gate changes no state: no equity triggers it (`Decimal::MIN`).
     pub fn trigger_equity(&self, start_of_day_equity: Money, peak_equity: Money) -> Money {
+        if !self.limits.enabled {
+            return Decimal::MIN;
+        }
         let daily = start_of_day_equity - sat_mul(self.limits.daily_loss_pct, start_of_day_equity);
         let drawdown = peak_equity - sat_mul(self.limits.max_drawdown_pct, peak_equity);
         daily.max(drawdown)
@@ -1733,6 +1737,29 @@ mod tests {
         assert_eq!(g.evaluate(a, dec!(0), k, k), None);
         assert_eq!(g.evaluate(a, k, dec!(0), k), None);
         assert_eq!(g.evaluate(a, k, k, dec!(-1)), None);
+    }
+
+    proptest::proptest! {
+        /// Above the trigger nothing escalates, with the gate on or off; off, nothing ever does.
+        #[test]
+        fn nothing_escalates_above_the_trigger(
+            eq in 1i64..200_000_00,
+            sod in 1i64..200_000_00,
+            peak_extra in 0i64..50_000_00,
+            enabled: bool,
+        ) {
+            let g = RiskGate::new(RiskLimits { enabled, ..RiskLimits::default() });
+            let (eq, sod) = (Decimal::new(eq, 2), Decimal::new(sod, 2));
+            let peak = eq.max(sod) + Decimal::new(peak_extra, 2);
+            let t = g.trigger_equity(sod, peak);
+            let moved = g.evaluate(TradingState::Active, eq, sod, peak);
+            if eq > t {
+                proptest::prop_assert_eq!(moved, None);
+            }
+            if !enabled {
+                proptest::prop_assert_eq!(t, Decimal::MIN);
+            }
+        }
     }
 
     #[test]
