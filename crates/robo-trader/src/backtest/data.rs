@@ -668,19 +668,28 @@ impl CacheCursor {
         }
     }
 
-    #[inline]
+    /// Reads the next chunk of the section; `false` at its end.
+    #[inline(never)]
+    fn read_chunk(&mut self) -> Result<bool, DataError> {
+        if self.left == 0 {
+            return Ok(false);
+        }
+        let n = self.left.min(CACHE_CHUNK as u64) as usize;
+        self.buf.resize(n * RECORD, 0);
+        self.f
+            .read_exact(&mut self.buf)
+            .map_err(|e| self.corrupt(format!("truncated section: {e}")))?;
+        self.left -= n as u64;
+        self.at = 0;
+        Ok(true)
+    }
+
+    /// Always inlined: returned through memory, the bar was stored in pieces and loaded
+    /// whole, and that failed store forwarding cost more than the decoding.
+    #[inline(always)]
     fn next_raw(&mut self) -> Result<Option<RawBar>, DataError> {
-        if self.at + RECORD > self.buf.len() {
-            if self.left == 0 {
-                return Ok(None);
-            }
-            let n = self.left.min(CACHE_CHUNK as u64) as usize;
-            self.buf.resize(n * RECORD, 0);
-            self.f
-                .read_exact(&mut self.buf)
-                .map_err(|e| self.corrupt(format!("truncated section: {e}")))?;
-            self.left -= n as u64;
-            self.at = 0;
+        if self.at + RECORD > self.buf.len() && !self.read_chunk()? {
+            return Ok(None);
         }
         let Some(rec) = self.buf.get(self.at..self.at + RECORD) else {
             return Ok(None);
