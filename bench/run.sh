@@ -23,6 +23,8 @@ CACHE=$OUT/SPY_$BARS.rtb
 (cd "$ROOT" && cargo build --release -p robo-trader --bin robo-trader >&2)
 BIN=$ROOT/target/release/robo-trader
 "$BIN" data import "$CSV" -o "$CACHE" > "$OUT/import.json"
+# The import just wrote the cache; flush it now rather than during the timed runs.
+sync
 
 RES=$OUT/results.jsonl
 : > "$RES"
