@@ -102,13 +102,16 @@ impl PaperSession {
         while !self.pending.is_empty() {
             std::mem::swap(&mut self.pending, &mut self.batch);
             let mut batch = std::mem::take(&mut self.batch);
-            for ev in batch.drain(..) {
-                hooks.event(&ev);
-                self.engine.handle(&ev, &mut self.cmds);
+            // Read in place, not moved out: an event was just written field by field, and
+            // copying it whole right after stalls on every piece.
+            for ev in &batch {
+                hooks.event(ev);
+                self.engine.handle(ev, &mut self.cmds);
                 self.decisions(hooks);
                 self.route(hooks);
             }
             // The emptied buffer goes back, so its capacity is reused.
+            batch.clear();
             self.batch = batch;
         }
     }
