@@ -1743,9 +1743,9 @@ mod tests {
         /// Above the trigger nothing escalates, with the gate on or off; off, nothing ever does.
         #[test]
         fn nothing_escalates_above_the_trigger(
-            eq in 1i64..200_000_00,
-            sod in 1i64..200_000_00,
-            peak_extra in 0i64..50_000_00,
+            eq in 1i64..20_000_000,
+            sod in 1i64..20_000_000,
+            peak_extra in 0i64..5_000_000,
             enabled: bool,
         ) {
             let g = RiskGate::new(RiskLimits { enabled, ..RiskLimits::default() });
