@@ -581,6 +581,9 @@ impl CsvCursor {
         })
     }
 
+    /// Always inlined, as `next` is: a bar returned through memory is stored in pieces and
+    /// loaded whole by the caller, and that failed store forwarding cost a stall per row.
+    #[inline(always)]
     fn read(&mut self) -> Result<Option<(u16, RawBar)>, DataError> {
         if self.end.is_some_and(|e| self.rows.position() >= e) {
             return Ok(None);
@@ -599,6 +602,7 @@ impl CsvCursor {
         Ok(Some((self.ids[row.symbol], row.bar)))
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Result<Option<(u16, RawBar)>, DataError> {
         if !self.regroup {
             return self.read();
@@ -745,6 +749,8 @@ pub struct BarStream {
 }
 
 impl BarStream {
+    /// Always inlined, like the readers under it (see `CsvCursor::read`).
+    #[inline(always)]
     fn raw_next(&mut self, i: usize) -> Result<Option<(u16, RawBar)>, DataError> {
         match self.cursors.get_mut(i) {
             Some(Cursor::Memory { data, sym, pos }) => {
