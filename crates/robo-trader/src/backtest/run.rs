@@ -22,7 +22,7 @@ use robo_core::strategy::StrategyConfig;
 use robo_core::types::{Tif, Ts};
 use rust_decimal::Decimal;
 
-use super::data::{DataError, DataSource, StreamFilter};
+use super::data::{BarFeed, DataError, DataSource, StreamFilter};
 use super::metrics::{ts_text, ClosedTrade, CurveSummary, TradeSummary};
 use super::tally::{f64_of, Equity, FillMark, Point, Tally};
 pub use super::tally::{FillRow, MAX_CHART_POINTS, MAX_KEPT_TRADES};
@@ -230,15 +230,16 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
     let engine = Engine::new(ecfg, n);
     let broker = PaperBroker::new(s.paper, n);
     let mut session = PaperSession::new(engine, broker);
-    let cash = f64_of(s.cash);
+    let mut stream = src.feed(&s.filter)?;
     let mut hooks = Hooks {
         names: &names,
         tally: Tally::new(
             names.clone(),
-            cash,
+            f64_of(s.cash),
             s.periods_per_year,
             s.risk_free,
             s.detail,
+            matches!(stream, BarFeed::Thread(_)),
         ),
         log: match &s.decisions_out {
             Some(p) => Some(DecisionLog {
@@ -253,7 +254,6 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
         },
         refusals: Default::default(),
     };
-    let mut stream = src.feed(&s.filter)?;
     let mut bars = 0u64;
     let mut cur: Option<Ts> = None;
     let mut first_ts = None;
@@ -284,10 +284,14 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
             session.on_bar(bar, &mut hooks);
             hooks.tally.bar(bar);
         }
+        hooks.tally.flush();
         spare = batch;
     }
     let last = cur.map(|t| point(t, &session));
-    let tallied = hooks.tally.finish(last);
+    let tallied = hooks.tally.finish(last).ok_or_else(|| DataError::Corrupt {
+        path: "<curves thread>".into(),
+        why: "the metrics thread stopped".into(),
+    })?;
 
     if let Some(log) = hooks.log.take() {
         log.finish()?;
