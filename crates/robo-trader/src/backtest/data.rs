@@ -961,6 +961,11 @@ impl Prefetch {
             self.at = 0;
             return Ok(Some(rest));
         }
+        self.recv()
+    }
+
+    /// The next message's batch; `None` once the end was reported.
+    fn recv(&mut self) -> Result<Option<Vec<Bar>>, DataError> {
         if self.end.is_some() {
             return Ok(None);
         }
@@ -989,19 +994,12 @@ impl Prefetch {
                 self.at += 1;
                 return Ok(Some(*b));
             }
-            if self.end.is_some() {
+            let Some(b) = self.recv()? else {
                 return Ok(None);
-            }
-            match self.rx.recv() {
-                Ok(Msg::Bars(b)) => {
-                    let used = std::mem::replace(&mut self.cur, b);
-                    let _ = self.back.try_send(used);
-                    self.at = 0;
-                }
-                Ok(Msg::End { filtered, skipped }) => self.end = Some((filtered, skipped)),
-                Ok(Msg::Failed(e)) => return Err(e),
-                Err(_) => return Err(Self::reader_stopped()),
-            }
+            };
+            let used = std::mem::replace(&mut self.cur, b);
+            let _ = self.back.try_send(used);
+            self.at = 0;
         }
     }
 }

@@ -24,7 +24,7 @@ use rust_decimal::Decimal;
 
 use super::data::{BarFeed, DataError, DataSource, StreamFilter};
 use super::metrics::{ts_text, ClosedTrade, CurveSummary, TradeSummary};
-use super::tally::{f64_of, Equity, FillMark, Point, Tally};
+use super::tally::{f64_of, Equity, Point, Tally};
 pub use super::tally::{FillRow, MAX_CHART_POINTS, MAX_KEPT_TRADES};
 
 /// Everything one run needs.
@@ -184,14 +184,7 @@ impl SessionHooks for Hooks<'_> {
         }
         match rec {
             Record::Risk(r) => *self.refusals.entry(r.check.as_str()).or_default() += 1,
-            Record::Fill(f) => self.tally.fill(&FillMark {
-                symbol: f.symbol.index(),
-                ts: f.ts,
-                side: f.side,
-                qty: f.qty,
-                price: f.price,
-                commission: f.commission,
-            }),
+            Record::Fill(f) => self.tally.fill(f),
             _ => {}
         }
     }

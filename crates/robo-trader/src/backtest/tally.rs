@@ -11,7 +11,7 @@
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
-use robo_core::types::{Bar, Side, Ts};
+use robo_core::types::{Bar, Fill, Side, Ts};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -61,17 +61,6 @@ impl Equity {
 pub struct FillRow {
     pub symbol: usize,
     pub ts: i64,
-    pub side: Side,
-    pub qty: i64,
-    pub price: Decimal,
-    pub commission: Decimal,
-}
-
-/// The engine's side of one fill.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FillMark {
-    pub symbol: usize,
-    pub ts: Ts,
     pub side: Side,
     pub qty: i64,
     pub price: Decimal,
@@ -272,11 +261,13 @@ impl Tally {
         self.curves.flush();
     }
 
-    pub fn fill(&mut self, f: &FillMark) {
+    /// A fill the engine booked.
+    pub fn fill(&mut self, f: &Fill) {
+        let symbol = f.symbol.index();
         self.fills += 1;
         self.notional += f.price * Decimal::from(f.qty);
         self.book
-            .fill(f.symbol, f.side, f.qty, f.price, f.commission, f.ts);
+            .fill(symbol, f.side, f.qty, f.price, f.commission, f.ts);
         for t in self.book.closed.drain(..) {
             self.stats.add(t.pnl);
             if self.detail && self.closed.len() < MAX_KEPT_TRADES {
@@ -286,7 +277,7 @@ impl Tally {
         }
         if self.detail && self.fill_rows.len() < MAX_KEPT_TRADES {
             self.fill_rows.push(FillRow {
-                symbol: f.symbol,
+                symbol,
                 ts: f.ts.0,
                 side: f.side,
                 qty: f.qty,
