@@ -347,6 +347,8 @@ struct Trader<'a> {
     /// A failed reconciliation is retried at this instant (while still Syncing).
     reconcile_retry: Option<Instant>,
     subscribed: bool,
+    /// The session state and connection generation last applied.
+    applied: Option<(SessionState, u64)>,
     /// The connection generation whose gap since the last bar has been filled from history;
     /// live bars of a newer connection wait in `held` until it is.
     filled_gen: u64,
@@ -839,6 +841,14 @@ impl Trader<'_> {
 
     /// Records a transition and acts on it. `Err` = the session stopped for good.
     fn on_transition(&mut self, tr: &Transition) -> Result<(), String> {
+        // The start-up resync and the supervisor's own transition can both report the same
+        // state of the same connection, in either order; the second changes nothing, and
+        // recording it would put a false "ready -> ready" in the connection history.
+        let applied = (tr.to.clone(), tr.generation);
+        if self.applied.as_ref() == Some(&applied) {
+            return Ok(());
+        }
+        self.applied = Some(applied);
         let state = tr.to.connection_state();
         let ts = Ts::from_utc(tr.at);
         record_transition(self.hooks.writer, tr);
@@ -1628,6 +1638,7 @@ pub fn trade(
         last_marks: Instant::now(),
         reconcile_retry: None,
         subscribed: false,
+        applied: None,
         filled_gen: 0,
         held: Vec::new(),
         feeds: FeedWatch::new(
