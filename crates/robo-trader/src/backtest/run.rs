@@ -192,13 +192,22 @@ impl SessionHooks for Hooks<'_> {
 
 /// The ledger's equity for a curve point: its exact fixed-point shadow when it has one (the
 /// tally converts it, off the engine's thread), else the `Decimal` sum as the nearest `f64`.
-#[inline]
+///
+/// Inlined, with the rare `Decimal` path out of line and answering in a register: a call that
+/// returns the enum through memory, re-read at once as wider words, stalls every point.
+#[inline(always)]
 fn equity_of(led: &robo_core::ledger::Ledger) -> Equity {
     match led.equity_fixed_i64() {
         // Under 2^53 the tally's one division is correctly rounded (see `Equity::f64`).
         Some(v) if v.unsigned_abs() < 1u64 << 53 => Equity::Fixed(v),
-        _ => Equity::Float(f64_of(led.equity())),
+        _ => Equity::Float(decimal_equity(led)),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn decimal_equity(led: &robo_core::ledger::Ledger) -> f64 {
+    f64_of(led.equity())
 }
 
 /// Runs one backtest over `src`.
@@ -334,7 +343,7 @@ pub fn run(src: &DataSource, s: &RunSettings) -> Result<RunResult, DataError> {
 }
 
 /// The engine's side of the curve point of `t`, once every bar of `t` went through.
-#[inline]
+#[inline(always)]
 fn point(t: Ts, session: &PaperSession) -> Point {
     let led = session.engine.ledger();
     Point {

@@ -132,14 +132,65 @@ const POW10_F64: [f64; 23] = {
     t
 };
 
+/// One symbol's side of the buy-and-hold benchmark.
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    shares: f64,
+    last: Last,
+}
+
+/// The last close the benchmark marked a symbol at.
+#[derive(Debug, Clone, Copy, Default)]
+enum Last {
+    /// Not bought yet.
+    #[default]
+    None,
+    /// `m` × 10^-`scale` exactly (|m| < 2^53), with `per_unit` = shares × 10^-`scale`: the
+    /// value of one unit of the mantissa.
+    Fixed {
+        m: i64,
+        scale: u32,
+        per_unit: f64,
+    },
+    Float(f64),
+}
+
+impl Held {
+    /// Buys at the first open, then marks at `bar`'s close: the change in value.
+    fn step(&mut self, bar: &Bar, alloc: f64) -> f64 {
+        let last = match self.last {
+            Last::None => {
+                let open = f64_of(bar.open);
+                if open <= 0.0 {
+                    return 0.0;
+                }
+                self.shares = alloc / open;
+                open
+            }
+            Last::Fixed { m, scale, .. } => m as f64 / POW10_F64[scale as usize],
+            Last::Float(v) => v,
+        };
+        let close = f64_of(bar.close);
+        let (m, scale) = (bar.close.mantissa(), bar.close.scale());
+        self.last = match (i64::try_from(m), POW10_F64.get(scale as usize)) {
+            (Ok(m), Some(p)) if m.unsigned_abs() < 1 << 53 => Last::Fixed {
+                m,
+                scale,
+                per_unit: self.shares / p,
+            },
+            _ => Last::Float(close),
+        };
+        self.shares * (close - last)
+    }
+}
+
 /// The curve, benchmark, trade and chart state of one run.
 #[derive(Debug)]
 pub struct Tally {
     curves: CurveSink,
     /// Equal-weight buy and hold: each symbol's starting allocation.
     alloc: f64,
-    shares: Vec<f64>,
-    last: Vec<f64>,
+    held: Vec<Held>,
     total: f64,
     px_dec: Vec<Decimator<(i64, f64)>>,
     /// The symbols, by `SymbolId` index.
@@ -200,8 +251,7 @@ impl Tally {
                 CurveSink::Inline(Box::new(curves))
             },
             alloc: if n > 0 { cash / n as f64 } else { 0.0 },
-            shares: vec![0.0; n],
-            last: vec![0.0; n],
+            held: vec![Held::default(); n],
             total: cash,
             px_dec: if detail {
                 (0..n).map(|_| Decimator::new(MAX_CHART_POINTS)).collect()
@@ -233,21 +283,24 @@ impl Tally {
     /// first bar's open (fractional shares, no commission), marked at each close.
     #[inline]
     fn track(&mut self, bar: &Bar) {
-        let i = bar.symbol.index();
-        let (Some(sh), Some(lc)) = (self.shares.get_mut(i), self.last.get_mut(i)) else {
+        let Some(h) = self.held.get_mut(bar.symbol.index()) else {
             return;
         };
-        let close = f64_of(bar.close);
-        if *lc == 0.0 {
-            let open = f64_of(bar.open);
-            if open <= 0.0 {
-                return;
+        // The common case, with no division: the close moved by a whole number of units of the
+        // last close's scale.
+        if let Last::Fixed { m, scale, per_unit } = &mut h.last {
+            let c = bar.close;
+            if c.scale() == *scale {
+                if let Ok(cm) = i64::try_from(c.mantissa()) {
+                    if cm.unsigned_abs() < 1 << 53 {
+                        self.total += *per_unit * (cm - *m) as f64;
+                        *m = cm;
+                        return;
+                    }
+                }
             }
-            *sh = self.alloc / open;
-            *lc = open;
         }
-        self.total += *sh * (close - *lc);
-        *lc = close;
+        self.total += h.step(bar, self.alloc);
     }
 
     /// The point of a timestamp, once every bar of it went through the engine.
@@ -319,14 +372,16 @@ struct Curves {
 }
 
 impl Curves {
+    /// A point's parts, not the `Point`: passed in registers, so the engine's side never
+    /// builds one in memory and re-reads it as wider words (a store-forwarding stall a point).
     #[inline]
-    fn push(&mut self, p: Point, bench: f64) {
-        let equity = p.equity.f64();
-        self.curve.push(p.ts, equity);
-        self.bench.push(p.ts, bench);
+    fn push(&mut self, ts: Ts, equity: Equity, exposed: bool, bench: f64) {
+        let equity = equity.f64();
+        self.curve.push(ts, equity);
+        self.bench.push(ts, bench);
         self.points += 1;
-        self.exposed += u64::from(p.exposed);
-        self.dec.push((p.ts.0, equity, bench));
+        self.exposed += u64::from(exposed);
+        self.dec.push((ts.0, equity, bench));
     }
 
     #[allow(clippy::type_complexity)]
@@ -335,7 +390,7 @@ impl Curves {
         last: Option<(Point, f64)>,
     ) -> (CurveSummary, CurveSummary, f64, Vec<(i64, f64, f64)>) {
         if let Some((p, bench)) = last {
-            self.push(p, bench);
+            self.push(p.ts, p.equity, p.exposed, bench);
             // The last point always belongs on the chart.
             if self.dec.points.last().is_some_and(|l| l.0 != p.ts.0) {
                 self.dec.points.push((p.ts.0, p.equity.f64(), bench));
@@ -381,7 +436,7 @@ impl CurveSink {
             // Ends when the engine's side drops the sender.
             while let Ok(points) = rx.recv() {
                 for (p, bench) in points {
-                    c.push(p, bench);
+                    c.push(p.ts, p.equity, p.exposed, bench);
                 }
             }
             c
@@ -396,7 +451,7 @@ impl CurveSink {
     #[inline]
     fn push(&mut self, p: Point, bench: f64) {
         match self {
-            CurveSink::Inline(c) => c.push(p, bench),
+            CurveSink::Inline(c) => c.push(p.ts, p.equity, p.exposed, bench),
             CurveSink::Thread { buf, .. } => buf.push((p, bench)),
         }
     }
@@ -484,6 +539,34 @@ mod tests {
             prop_assert_eq!(&a.benchmark, &b.benchmark);
             prop_assert_eq!(a.exposure.to_bits(), b.exposure.to_bits());
             prop_assert_eq!(&a.equity_points, &b.equity_points);
+        }
+
+        /// The benchmark's integer steps (and their fallback when a close's scale changes or
+        /// its mantissa is too wide) track buy and hold as the plain `f64` rule does: shares
+        /// bought at the first open, marked at each close.
+        #[test]
+        fn benchmark_tracks_buy_and_hold(
+            first_open in 1i64..10_000_000,
+            closes in proptest::collection::vec((1i64..10_000_000, 0u32..6, any::<bool>()), 1..300),
+        ) {
+            let mut t = Tally::new(vec!["A".to_string()], 100_000.0, 252.0, 0.0, false, false);
+            let open = Decimal::new(first_open, 2);
+            let (shares, mut plain) = (100_000.0 / f64_of(open), 100_000.0);
+            let mut last = f64_of(open);
+            for (k, &(c, scale, wide)) in closes.iter().enumerate() {
+                // A close at another scale, or one whose mantissa is over 2^53 (trailing zeros).
+                let close = if wide {
+                    Decimal::from_i128_with_scale(i128::from(c) * 10i128.pow(12), scale + 12)
+                } else {
+                    Decimal::new(c, scale)
+                };
+                t.bar(&Bar { symbol: robo_core::types::SymbolId(0), ts: Ts(k as i64), open, high: close.max(open), low: close.min(open), close, volume: 1 });
+                let c = f64_of(close);
+                plain += shares * (c - last);
+                last = c;
+                let tol = 1e-9 * plain.abs().max(100_000.0);
+                prop_assert!((t.total - plain).abs() <= tol, "step {}: {} vs {}", k, t.total, plain);
+            }
         }
 
         /// A fixed equity converts to the `f64` the `Decimal` of the same value does.
