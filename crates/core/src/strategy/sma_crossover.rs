@@ -36,15 +36,20 @@ enum Sums {
 }
 
 /// The window of closes and the two running sums, in `T`.
+///
+/// The buffer's length is a power of two, at least the longer period, so that a close's slot
+/// is its sequence number masked: one counter instead of three wrapping cursors. A slot not
+/// yet written holds zero, so a window that is not full subtracts nothing.
 struct Ring<T> {
     buf: Box<[T]>,
-    head: usize,
-    /// Where the value leaving each window sits when the next close is stored at `head`.
-    fast_tail: usize,
-    slow_tail: usize,
-    /// Closes seen, capped at the ring's length.
-    count: usize,
-    /// The periods in `T`, for the cross-products.
+    /// Closes seen; the next one goes to slot `seq & mask`.
+    seq: usize,
+    mask: usize,
+    /// The periods as counts, and as `T` for the cross-products.
+    fast_k: usize,
+    slow_k: usize,
+    /// The longer period: both averages are warm once `seq` reaches it.
+    len: usize,
     fast_n: T,
     slow_n: T,
     fast_sum: T,
@@ -57,24 +62,23 @@ where
 {
     #[inline(always)]
     fn push(&mut self, v: T) {
-        let len = self.buf.len();
-        let (f, s) = (self.buf[self.fast_tail], self.buf[self.slow_tail]);
+        let at = |k: usize| self.seq.wrapping_sub(k) & self.mask;
+        let (f, s) = (self.buf[at(self.fast_k)], self.buf[at(self.slow_k)]);
         self.fast_sum = self.fast_sum + (v - f);
         self.slow_sum = self.slow_sum + (v - s);
-        self.buf[self.head] = v;
-        let wrap = |i: usize| if i + 1 == len { 0 } else { i + 1 };
-        self.head = wrap(self.head);
-        self.fast_tail = wrap(self.fast_tail);
-        self.slow_tail = wrap(self.slow_tail);
-        if self.count < len {
-            self.count += 1;
-        }
+        self.buf[self.seq & self.mask] = v;
+        self.seq = self.seq.wrapping_add(1);
+    }
+
+    /// Closes in the window: `seq`, capped at the longer period.
+    fn count(&self) -> usize {
+        self.seq.min(self.len)
     }
 
     /// sign(fast average − slow average), without division, once both windows are full.
     #[inline(always)]
     fn warm_cmp(&self) -> Option<Ordering> {
-        (self.count == self.buf.len())
+        (self.seq >= self.len)
             .then(|| (self.fast_sum * self.slow_n).cmp(&(self.slow_sum * self.fast_n)))
     }
 }
@@ -82,13 +86,15 @@ where
 impl Ring<i64> {
     fn new(fast_n: usize, slow_n: usize) -> Self {
         let len = fast_n.max(slow_n);
+        let cap = len.next_power_of_two();
         let n = |k: usize| i64::try_from(k).unwrap_or(i64::MAX);
         Ring {
-            buf: vec![0; len].into_boxed_slice(),
-            head: 0,
-            fast_tail: (len - fast_n) % len,
-            slow_tail: (len - slow_n) % len,
-            count: 0,
+            buf: vec![0; cap].into_boxed_slice(),
+            seq: 0,
+            mask: cap - 1,
+            fast_k: fast_n,
+            slow_k: slow_n,
+            len,
             fast_n: n(fast_n),
             slow_n: n(slow_n),
             fast_sum: 0,
@@ -99,17 +105,18 @@ impl Ring<i64> {
     /// The largest |close| for which a sum (at most `len` closes) times a period (at most
     /// `len`) stays inside an `i64`.
     fn limit(&self) -> u64 {
-        let len = self.buf.len() as u64;
+        let len = self.len as u64;
         i64::MAX as u64 / len.saturating_mul(len).max(1)
     }
 
     fn widen(&self) -> Ring<i128> {
         Ring {
             buf: self.buf.iter().map(|v| i128::from(*v)).collect(),
-            head: self.head,
-            fast_tail: self.fast_tail,
-            slow_tail: self.slow_tail,
-            count: self.count,
+            seq: self.seq,
+            mask: self.mask,
+            fast_k: self.fast_k,
+            slow_k: self.slow_k,
+            len: self.len,
             fast_n: i128::from(self.fast_n),
             slow_n: i128::from(self.slow_n),
             fast_sum: i128::from(self.fast_sum),
@@ -121,14 +128,14 @@ impl Ring<i64> {
 impl Sums {
     fn len(&self) -> usize {
         match self {
-            Sums::Narrow(r) => r.buf.len(),
-            Sums::Wide(r) => r.buf.len(),
+            Sums::Narrow(r) => r.len,
+            Sums::Wide(r) => r.len,
         }
     }
     fn count(&self) -> usize {
         match self {
-            Sums::Narrow(r) => r.count,
-            Sums::Wide(r) => r.count,
+            Sums::Narrow(r) => r.count(),
+            Sums::Wide(r) => r.count(),
         }
     }
     /// The two sums as `f64`: the same rounding from either width, and from `i64` it is one
