@@ -204,16 +204,32 @@ impl SeenExec {
 /// random. Only the bucket changes: equality is still the whole id. Other ids (IB's) take
 /// the text hash.
 pub(crate) fn sequential_hash(id: &str) -> Option<u64> {
-    let (order, fill) = id
-        .strip_prefix(crate::paper::EXEC_ID_PREFIX)?
-        .split_once('-')?;
-    let digits = |s: &str| {
-        (!s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.bytes().fold(0u64, |n, b| n * 10 + u64::from(b - b'0')))
+    let rest = id
+        .as_bytes()
+        .strip_prefix(crate::paper::EXEC_ID_PREFIX.as_bytes())?;
+    // One pass: 1 to 18 digits, a '-', then 1 to 18 digits and nothing else.
+    let number = |s: &[u8]| -> Option<(u64, usize)> {
+        let mut n = 0u64;
+        let mut len = 0;
+        for &b in s {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            if len == 18 {
+                return None;
+            }
+            n = n * 10 + u64::from(b - b'0');
+            len += 1;
+        }
+        (len > 0).then_some((n, len))
     };
-    let n = digits(order)?
-        .wrapping_mul(4)
-        .wrapping_add(digits(fill)? & 3);
+    let (order, used) = number(rest)?;
+    let tail = rest[used..].strip_prefix(b"-")?;
+    let (fill, used) = number(tail)?;
+    if used != tail.len() {
+        return None;
+    }
+    let n = order.wrapping_mul(4).wrapping_add(fill & 3);
     Some(n ^ (n.wrapping_mul(MIX) & (0x7F << 57)))
 }
 
@@ -718,6 +734,23 @@ mod tests {
             assert_eq!(sequential_hash(other), None, "{other}");
         }
         assert_eq!(sequential_hash("P-C1234567890123456789-1"), None);
+    }
+
+    proptest::proptest! {
+        /// The one-pass parser accepts exactly what the split-and-check reading did.
+        #[test]
+        fn exec_id_parser_matches_the_plain_reading(id in "(P-C|P-|X-C)?[0-9x-]{0,24}") {
+            let plain = |id: &str| -> Option<u64> {
+                let (order, fill) = id.strip_prefix(crate::paper::EXEC_ID_PREFIX)?.split_once('-')?;
+                let digits = |s: &str| {
+                    (!s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| s.bytes().fold(0u64, |n, b| n * 10 + u64::from(b - b'0')))
+                };
+                let n = digits(order)?.wrapping_mul(4).wrapping_add(digits(fill)? & 3);
+                Some(n ^ (n.wrapping_mul(MIX) & (0x7F << 57)))
+            };
+            proptest::prop_assert_eq!(sequential_hash(&id), plain(&id));
+        }
     }
 
     #[test]
