@@ -9,7 +9,8 @@
 # robo-trader runs three ways: from the CSV (streamed), from the binary cache written by
 # `data import`, and load-only (`data check`, no engine) on both, so the table shows how much
 # of a run is reading. PEERS (default "backtrader backtesting vectorbt") picks the peers; peers
-# that fail to install are skipped. BENCH_OUT (default bench/out) holds data and results.
+# that fail to install are skipped. BENCH_OUT (default bench/out) holds data and results. REPS
+# (default 5) is how many times each robo-trader row runs; the table shows the median run.
 set -euo pipefail
 BARS=${1:-${BARS:-1000000}}
 PEERS=${PEERS-backtrader backtesting vectorbt}
@@ -28,19 +29,33 @@ sync
 
 RES=$OUT/results.jsonl
 : > "$RES"
-# One robo-trader run: label, then the command's arguments; peak RSS from /usr/bin/time -v.
+# robo-trader's rows: label, then the command's arguments. Each runs REPS times (default 5; a
+# run takes a second or less and this host's speed swings up to 2x between seconds); the row
+# is the median run by bars/s, with the slowest and fastest beside it. Peak RSS from
+# /usr/bin/time -v, the largest of the runs.
+REPS=${REPS:-5}
 robo() {
   local label=$1; shift
-  /usr/bin/time -v "$BIN" "$@" > "$OUT/robo.json" 2> "$OUT/robo.time"
-  local rss
-  rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2/1024}' "$OUT/robo.time")
-  python3 - "$OUT/robo.json" "$rss" "$label" >> "$RES" <<'PY'
-import json, sys
-v = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
-print(json.dumps({"tool": sys.argv[3], "bars": v["bars"], "elapsed_s": v["elapsed_s"],
+  local runs=()
+  for ((k = 1; k <= REPS; k++)); do
+    /usr/bin/time -v "$BIN" "$@" > "$OUT/robo.$k.json" 2> "$OUT/robo.$k.time"
+    runs+=("$OUT/robo.$k.json" "$OUT/robo.$k.time")
+  done
+  python3 - "$label" "${runs[@]}" >> "$RES" <<'PY'
+import json, re, sys
+label, files = sys.argv[1], sys.argv[2:]
+runs = []
+for out, tm in zip(files[::2], files[1::2]):
+    v = json.loads(open(out).read().strip().splitlines()[-1])
+    rss = float(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(tm).read()).group(1)) / 1024
+    runs.append((v, rss))
+runs.sort(key=lambda r: r[0]["bars_per_s"])
+v = runs[len(runs) // 2][0]
+print(json.dumps({"tool": label, "bars": v["bars"], "elapsed_s": v["elapsed_s"],
   "bars_per_s": v["bars_per_s"], "fills": v.get("fills"),
   "final_equity": float(v["final_equity"]) if "final_equity" in v else None,
-  "peak_rss_mb": float(sys.argv[2])}))
+  "peak_rss_mb": max(r for _, r in runs),
+  "runs_bars_per_s": [r["bars_per_s"] for r, _ in runs]}))
 PY
 }
 SMA=(--strategy sma_crossover --param fast=10 --param slow=30 --param qty=100 --no-risk
@@ -75,13 +90,18 @@ by = {r["tool"]: r for r in rows}
 csv, cache = by.get("robo-csv"), by.get("robo-cache")
 def ratio(a, r):
     return f"{a['bars_per_s'] / r['bars_per_s']:.1f}x" if a and r["bars_per_s"] else "-"
+def spread(r):
+    v = r.get("runs_bars_per_s")
+    return f"{min(v) / 1e6:.1f}-{max(v) / 1e6:.1f}M (n={len(v)})" if v else "1 run"
 print(f"{'tool':<12} {'bars':>9} {'elapsed_s':>10} {'bars/s':>12} {'peak MB':>8} {'fills':>7} "
-      f"{'final equity':>14} {'csv ratio':>9} {'cache ratio':>11}")
+      f"{'final equity':>14} {'csv ratio':>9} {'cache ratio':>11}  runs")
 for r in rows:
     fills = "-" if r["fills"] is None else r["fills"]
     eq = "-" if r["final_equity"] is None else f"{r['final_equity']:.2f}"
     print(f"{r['tool']:<12} {r['bars']:>9} {r['elapsed_s']:>10.2f} {r['bars_per_s']:>12.0f} "
-          f"{r['peak_rss_mb']:>8.0f} {fills:>7} {eq:>14} {ratio(csv, r):>9} {ratio(cache, r):>11}")
+          f"{r['peak_rss_mb']:>8.0f} {fills:>7} {eq:>14} {ratio(csv, r):>9} {ratio(cache, r):>11}"
+          f"  {spread(r)}")
 print(f"(data import: {imp['bars']} bars in {imp['elapsed_s']:.2f} s; load-* rows read and check "
-      "the bars without running the engine; ratios are robo-trader's bars/s over the row's)")
+      "the bars without running the engine; robo-trader's rows are the median of their runs, "
+      "the peers' one run each; ratios are robo-trader's bars/s over the row's)")
 PY
