@@ -4,7 +4,7 @@
 //!
 //! The benchmark and the trade book run in the engine's thread, bar by bar and fill by fill.
 //! The two curves' pushes, once per timestamp, go to a thread of their own on streamed runs
-//! ([`CurveSink`]): only the points cross, 32 bytes each. Measured on the 10M-bar benchmark,
+//! ([`CurveSink`]): only the points cross, 40 bytes each with the benchmark's value. Measured on the 10M-bar benchmark,
 //! that is 1.34× faster than inline; shipping whole bars to a tally thread, or tallying on the
 //! reader thread, was slower than inline (the bars' cache lines crossing cores cost more).
 
@@ -412,7 +412,7 @@ impl Curves {
 
 /// Where the curves run. Their pushes are chains of divisions that cost the engine's thread
 /// about a third of a long run's time (measured: 0.76 s against 0.50 s without them, on 10M
-/// cached bars); on a thread of their own they get each batch's points, 32 bytes apiece, and
+/// cached bars); on a thread of their own they get each batch's points, 40 bytes apiece, and
 /// run beside the engine. Runs over in-memory data (the optimiser's, which already fill
 /// every core) keep them inline. Both do the same pushes in the same order.
 #[derive(Debug)]
@@ -500,6 +500,12 @@ mod tests {
             }
         }
         pts
+    }
+
+    /// What crosses to the curves' thread per point: the size the docs give.
+    #[test]
+    fn a_shipped_point_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<(Point, f64)>(), 40);
     }
 
     proptest! {
