@@ -4,9 +4,10 @@
 //!
 //! The benchmark and the trade book run in the engine's thread, bar by bar and fill by fill.
 //! The two curves' pushes, once per timestamp, go to a thread of their own on streamed runs
-//! ([`CurveSink`]): only the points cross, 40 bytes each with the benchmark's value. Measured on the 10M-bar benchmark,
-//! that is 1.34× faster than inline; shipping whole bars to a tally thread, or tallying on the
-//! reader thread, was slower than inline (the bars' cache lines crossing cores cost more).
+//! ([`CurveSink`]): only the points cross, 40 bytes each with the benchmark's value.
+//! Measured on the 10M-bar benchmark, that is 1.34× faster than inline; shipping whole bars
+//! to a tally thread, or tallying on the reader thread, was slower than inline (the bars'
+//! cache lines crossing cores cost more).
 
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
@@ -110,15 +111,37 @@ impl<T: Copy> Decimator<T> {
 }
 
 /// `d` as the nearest `f64`. The metrics need one per bar and timestamp, and the general
-/// conversion is slow (128-bit arithmetic); a mantissa under 2^53 converts exactly to `f64`, so
-/// one correctly rounded division by a power of ten gives the nearest value directly.
+/// conversion is slow (128-bit arithmetic); see [`f64_parts`] for the direct way.
 #[inline]
 pub fn f64_of(d: Decimal) -> f64 {
-    let m = d.mantissa();
-    match POW10_F64.get(d.scale() as usize) {
-        Some(p) if m.unsigned_abs() < 1u128 << 53 => m as i64 as f64 / p,
-        _ => d.to_f64().unwrap_or(0.0),
+    match f64_parts(d) {
+        Some((m, scale)) => parts_f64(m, scale),
+        None => d.to_f64().unwrap_or(0.0),
     }
+}
+
+/// `d`'s mantissa and scale when [`parts_f64`] converts them: a mantissa under 2^53 is exact
+/// as an `f64`, as is 10^scale up to 10^22, so one correctly rounded division gives the
+/// nearest value directly.
+#[inline]
+fn f64_parts(d: Decimal) -> Option<(i64, u32)> {
+    let scale = d.scale();
+    ((scale as usize) < POW10_F64.len()).then_some((narrow_mantissa(d)?, scale))
+}
+
+/// `d`'s mantissa when it is under 2^53 in magnitude, so exact as an `f64`.
+#[inline(always)]
+fn narrow_mantissa(d: Decimal) -> Option<i64> {
+    match i64::try_from(d.mantissa()) {
+        Ok(m) if m.unsigned_abs() < 1 << 53 => Some(m),
+        _ => None,
+    }
+}
+
+/// `m` × 10^-`scale` as the nearest `f64`, for parts [`f64_parts`] gave.
+#[inline]
+fn parts_f64(m: i64, scale: u32) -> f64 {
+    m as f64 / POW10_F64[scale as usize]
 }
 
 /// 10^0 ..= 10^22, each exact in an `f64`.
@@ -167,19 +190,24 @@ impl Held {
                 self.shares = alloc / open;
                 open
             }
-            Last::Fixed { m, scale, .. } => m as f64 / POW10_F64[scale as usize],
+            Last::Fixed { m, scale, .. } => parts_f64(m, scale),
             Last::Float(v) => v,
         };
-        let close = f64_of(bar.close);
-        let (m, scale) = (bar.close.mantissa(), bar.close.scale());
-        self.last = match (i64::try_from(m), POW10_F64.get(scale as usize)) {
-            (Ok(m), Some(p)) if m.unsigned_abs() < 1 << 53 => Last::Fixed {
-                m,
-                scale,
-                per_unit: self.shares / p,
-            },
-            _ => Last::Float(close),
+        let (close, next) = match f64_parts(bar.close) {
+            Some((m, scale)) => (
+                parts_f64(m, scale),
+                Last::Fixed {
+                    m,
+                    scale,
+                    per_unit: self.shares / POW10_F64[scale as usize],
+                },
+            ),
+            None => {
+                let c = f64_of(bar.close);
+                (c, Last::Float(c))
+            }
         };
+        self.last = next;
         self.shares * (close - last)
     }
 }
@@ -289,14 +317,13 @@ impl Tally {
         // The common case, with no division: the close moved by a whole number of units of the
         // last close's scale.
         if let Last::Fixed { m, scale, per_unit } = &mut h.last {
+            // The scale was checked when it was stored.
             let c = bar.close;
             if c.scale() == *scale {
-                if let Ok(cm) = i64::try_from(c.mantissa()) {
-                    if cm.unsigned_abs() < 1 << 53 {
-                        self.total += *per_unit * (cm - *m) as f64;
-                        *m = cm;
-                        return;
-                    }
+                if let Some(cm) = narrow_mantissa(c) {
+                    self.total += *per_unit * (cm - *m) as f64;
+                    *m = cm;
+                    return;
                 }
             }
         }
