@@ -2,9 +2,10 @@
 //! statistics, the exposure count, the trade book and the chart series. Nothing here feeds
 //! back into the engine.
 //!
-//! The benchmark and the trade book run in the engine's thread, bar by bar and fill by fill.
-//! The two curves' pushes, once per timestamp, go to a thread of their own on streamed runs
-//! ([`CurveSink`]): only the points cross, 40 bytes each with the benchmark's value.
+//! The benchmark runs in the engine's thread, bar by bar. The two curves' pushes, once per
+//! timestamp, and the trade book's fills go to a thread of their own on streamed runs
+//! ([`CurveSink`]): only the points cross, 40 bytes each with the benchmark's value, and
+//! copies of the fills (one bar in 25 on the benchmark's data).
 //! Measured on the 10M-bar benchmark, that is 1.34× faster than inline; shipping whole bars
 //! to a tally thread, or tallying on the reader thread, was slower than inline (the bars'
 //! cache lines crossing cores cost more).
@@ -221,9 +222,16 @@ pub struct Tally {
     held: Vec<Held>,
     total: f64,
     px_dec: Vec<Decimator<(i64, f64)>>,
+}
+
+/// The fills' side of the figures: the count, the notional, the trade book and, with
+/// `detail`, the first trades and fills for the report. It travels with the curves (see
+/// [`CurveSink`]), so on a streamed run the engine's thread only copies each fill.
+#[derive(Debug)]
+struct FillBook {
     /// The symbols, by `SymbolId` index.
     names: Vec<String>,
-    /// Keep the charts and the first trades and fills for the report.
+    /// Keep the first trades and fills for the report.
     detail: bool,
     fills: u64,
     notional: Decimal,
@@ -231,6 +239,33 @@ pub struct Tally {
     stats: TradeStatsAcc,
     closed: Vec<ClosedTrade>,
     fill_rows: Vec<FillRow>,
+}
+
+impl FillBook {
+    fn fill(&mut self, f: &Fill) {
+        let symbol = f.symbol.index();
+        self.fills += 1;
+        self.notional += f.price * Decimal::from(f.qty);
+        self.book
+            .fill(symbol, f.side, f.qty, f.price, f.commission, f.ts);
+        for t in self.book.closed.drain(..) {
+            self.stats.add(t.pnl);
+            if self.detail && self.closed.len() < MAX_KEPT_TRADES {
+                let name = self.names.get(t.symbol).map_or("?", String::as_str);
+                self.closed.push(t.to_closed(name));
+            }
+        }
+        if self.detail && self.fill_rows.len() < MAX_KEPT_TRADES {
+            self.fill_rows.push(FillRow {
+                symbol,
+                ts: f.ts.0,
+                side: f.side,
+                qty: f.qty,
+                price: f.price,
+                commission: f.commission,
+            });
+        }
+    }
 }
 
 /// The tally's figures at the end.
@@ -265,18 +300,30 @@ impl Tally {
         threaded: bool,
     ) -> Self {
         let n = names.len();
-        let curves = Curves {
-            curve: CurveStats::new(cash, periods_per_year, risk_free),
-            bench: CurveStats::new(cash, periods_per_year, risk_free),
-            points: 0,
-            exposed: 0,
-            dec: Decimator::new(MAX_CHART_POINTS),
+        let watch = Watch {
+            curves: Curves {
+                curve: CurveStats::new(cash, periods_per_year, risk_free),
+                bench: CurveStats::new(cash, periods_per_year, risk_free),
+                points: 0,
+                exposed: 0,
+                dec: Decimator::new(MAX_CHART_POINTS),
+            },
+            fills: FillBook {
+                book: TradeBook::new(n),
+                names,
+                detail,
+                fills: 0,
+                notional: Decimal::ZERO,
+                stats: TradeStatsAcc::default(),
+                closed: Vec::new(),
+                fill_rows: Vec::new(),
+            },
         };
         Tally {
             curves: if threaded {
-                CurveSink::spawn(curves)
+                CurveSink::spawn(watch)
             } else {
-                CurveSink::Inline(Box::new(curves))
+                CurveSink::Inline(Box::new(watch))
             },
             alloc: if n > 0 { cash / n as f64 } else { 0.0 },
             held: vec![Held::default(); n],
@@ -286,14 +333,6 @@ impl Tally {
             } else {
                 Vec::new()
             },
-            book: TradeBook::new(n),
-            names,
-            detail,
-            fills: 0,
-            notional: Decimal::ZERO,
-            stats: TradeStatsAcc::default(),
-            closed: Vec::new(),
-            fill_rows: Vec::new(),
         }
     }
 
@@ -342,47 +381,28 @@ impl Tally {
     }
 
     /// A fill the engine booked.
+    #[inline]
     pub fn fill(&mut self, f: &Fill) {
-        let symbol = f.symbol.index();
-        self.fills += 1;
-        self.notional += f.price * Decimal::from(f.qty);
-        self.book
-            .fill(symbol, f.side, f.qty, f.price, f.commission, f.ts);
-        for t in self.book.closed.drain(..) {
-            self.stats.add(t.pnl);
-            if self.detail && self.closed.len() < MAX_KEPT_TRADES {
-                let name = self.names.get(t.symbol).map_or("?", String::as_str);
-                self.closed.push(t.to_closed(name));
-            }
-        }
-        if self.detail && self.fill_rows.len() < MAX_KEPT_TRADES {
-            self.fill_rows.push(FillRow {
-                symbol,
-                ts: f.ts.0,
-                side: f.side,
-                qty: f.qty,
-                price: f.price,
-                commission: f.commission,
-            });
-        }
+        self.curves.fill(f);
     }
 
     /// The figures, after the last timestamp's point (`None` when no bar was traded); `None`
     /// if the curves' thread died.
     pub fn finish(self, last: Option<Point>) -> Option<TallyResult> {
-        let c = self.curves.finish()?;
-        let (curve, benchmark, exposure, equity_points) = c.finish(last.map(|p| (p, self.total)));
+        let Watch { curves, fills: f } = self.curves.finish()?;
+        let (curve, benchmark, exposure, equity_points) =
+            curves.finish(last.map(|p| (p, self.total)));
         Some(TallyResult {
             curve,
             benchmark,
             exposure,
             equity_points,
             prices: self.px_dec.into_iter().map(|d| d.points).collect(),
-            fills: self.fills,
-            notional: self.notional,
-            trades: self.stats.finish(),
-            closed: self.closed,
-            fill_rows: self.fill_rows,
+            fills: f.fills,
+            notional: f.notional,
+            trades: f.stats.finish(),
+            closed: f.closed,
+            fill_rows: f.fill_rows,
         })
     }
 }
@@ -437,18 +457,35 @@ impl Curves {
     }
 }
 
-/// Where the curves run. Their pushes are chains of divisions that cost the engine's thread
-/// about a third of a long run's time (measured: 0.76 s against 0.50 s without them, on 10M
-/// cached bars); on a thread of their own they get each batch's points, 40 bytes apiece, and
-/// run beside the engine. Runs over in-memory data (the optimiser's, which already fill
-/// every core) keep them inline. Both do the same pushes in the same order.
+/// What watches the run from beside the engine: the curves and the fills' book.
+#[derive(Debug)]
+struct Watch {
+    curves: Curves,
+    fills: FillBook,
+}
+
+/// One batch for the curves' thread: the points of its timestamps and the fills booked
+/// meanwhile. The two are independent, so the thread takes them in either order.
+#[derive(Debug, Default)]
+struct Batch {
+    points: Vec<(Point, f64)>,
+    fills: Vec<Fill>,
+}
+
+/// Where the curves and the fills' book run. The curves' pushes are chains of divisions that
+/// cost the engine's thread about a third of a long run's time (measured: 0.76 s against
+/// 0.50 s without them, on 10M cached bars), and booking a fill (the trade book's lots, the
+/// notional in `Decimal`) costs some 600 instructions; on a thread of their own they get each
+/// batch's points, 40 bytes apiece, and copies of its fills, and run beside the engine. Runs
+/// over in-memory data (the optimiser's, which already fill every core) keep them inline.
+/// Both do the same work in the same order.
 #[derive(Debug)]
 enum CurveSink {
-    Inline(Box<Curves>),
+    Inline(Box<Watch>),
     Thread {
-        buf: Vec<(Point, f64)>,
-        tx: SyncSender<Vec<(Point, f64)>>,
-        handle: JoinHandle<Curves>,
+        buf: Batch,
+        tx: SyncSender<Batch>,
+        handle: JoinHandle<Watch>,
     },
 }
 
@@ -456,20 +493,23 @@ enum CurveSink {
 const CURVE_BATCHES: usize = 8;
 
 impl CurveSink {
-    fn spawn(c: Curves) -> Self {
-        let (tx, rx) = sync_channel::<Vec<(Point, f64)>>(CURVE_BATCHES);
+    fn spawn(w: Watch) -> Self {
+        let (tx, rx) = sync_channel::<Batch>(CURVE_BATCHES);
         let handle = std::thread::spawn(move || {
-            let mut c = c;
+            let mut w = w;
             // Ends when the engine's side drops the sender.
-            while let Ok(points) = rx.recv() {
-                for (p, bench) in points {
-                    c.push(p.ts, p.equity, p.exposed, bench);
+            while let Ok(batch) = rx.recv() {
+                for (p, bench) in batch.points {
+                    w.curves.push(p.ts, p.equity, p.exposed, bench);
+                }
+                for f in &batch.fills {
+                    w.fills.fill(f);
                 }
             }
-            c
+            w
         });
         CurveSink::Thread {
-            buf: Vec::new(),
+            buf: Batch::default(),
             tx,
             handle,
         }
@@ -478,25 +518,36 @@ impl CurveSink {
     #[inline]
     fn push(&mut self, p: Point, bench: f64) {
         match self {
-            CurveSink::Inline(c) => c.push(p.ts, p.equity, p.exposed, bench),
-            CurveSink::Thread { buf, .. } => buf.push((p, bench)),
+            CurveSink::Inline(w) => w.curves.push(p.ts, p.equity, p.exposed, bench),
+            CurveSink::Thread { buf, .. } => buf.points.push((p, bench)),
+        }
+    }
+
+    #[inline]
+    fn fill(&mut self, f: &Fill) {
+        match self {
+            CurveSink::Inline(w) => w.fills.fill(f),
+            CurveSink::Thread { buf, .. } => buf.fills.push(f.clone()),
         }
     }
 
     fn flush(&mut self) {
         if let CurveSink::Thread { buf, tx, .. } = self {
-            if !buf.is_empty() {
-                let points = std::mem::replace(buf, Vec::with_capacity(buf.len()));
+            if !buf.points.is_empty() || !buf.fills.is_empty() {
+                let next = Batch {
+                    points: Vec::with_capacity(buf.points.len()),
+                    fills: Vec::with_capacity(buf.fills.len()),
+                };
                 // A send fails only if the thread died; `finish` reports that.
-                let _ = tx.send(points);
+                let _ = tx.send(std::mem::replace(buf, next));
             }
         }
     }
 
-    fn finish(mut self) -> Option<Curves> {
+    fn finish(mut self) -> Option<Watch> {
         self.flush();
         match self {
-            CurveSink::Inline(c) => Some(*c),
+            CurveSink::Inline(w) => Some(*w),
             CurveSink::Thread { tx, handle, .. } => {
                 drop(tx);
                 handle.join().ok()
@@ -545,20 +596,33 @@ mod tests {
             prop_assert_eq!(d.points, by_modulo(n, max));
         }
 
-        /// The curves on their own thread, fed in batches of any size, give the figures of
-        /// the inline curves bit for bit.
+        /// The curves and the fills' book on their own thread, fed in batches of any size,
+        /// give the figures of the inline ones bit for bit.
         #[test]
         fn threaded_curves_equal_inline(
-            steps in proptest::collection::vec((1i64..1_000_000_000, 1i64..100_000, any::<bool>()), 1..300),
+            steps in proptest::collection::vec((1i64..1_000_000_000, 1i64..100_000, any::<bool>(), 0i64..4), 1..300),
             cut in 1usize..40,
         ) {
             let names = vec!["A".to_string(), "B".into()];
             let run = |threaded: bool| {
                 let mut t = Tally::new(names.clone(), 100_000.0, 252.0, 0.01, true, threaded);
-                for (k, &(eq, close, exposed)) in steps.iter().enumerate() {
+                for (k, &(eq, close, exposed, fill)) in steps.iter().enumerate() {
                     let p = Decimal::new(close, 2);
                     let sym = robo_core::types::SymbolId((k % 2) as u16);
                     t.bar(&Bar { symbol: sym, ts: Ts(k as i64), open: p, high: p, low: p, close: p, volume: 1 });
+                    // Some bars fill: buys and sells of 1 to 3 shares, so trades open and close.
+                    if fill > 0 {
+                        t.fill(&robo_core::types::Fill {
+                            exec_id: robo_core::types::ExecId::from(format!("e{k}")),
+                            order_id: robo_core::types::ClientOrderId(k as u64),
+                            symbol: sym,
+                            side: if k % 3 == 0 { Side::Sell } else { Side::Buy },
+                            qty: fill,
+                            price: p,
+                            commission: Decimal::ONE,
+                            ts: Ts(k as i64),
+                        });
+                    }
                     t.point(Point { ts: Ts(k as i64), equity: Equity::Fixed(eq * 1_000), exposed });
                     if k % cut == 0 {
                         t.flush();
@@ -572,6 +636,11 @@ mod tests {
             prop_assert_eq!(&a.benchmark, &b.benchmark);
             prop_assert_eq!(a.exposure.to_bits(), b.exposure.to_bits());
             prop_assert_eq!(&a.equity_points, &b.equity_points);
+            prop_assert_eq!(a.fills, b.fills);
+            prop_assert_eq!(a.notional, b.notional);
+            prop_assert_eq!(&a.trades, &b.trades);
+            prop_assert_eq!(&a.closed, &b.closed);
+            prop_assert_eq!(&a.fill_rows, &b.fill_rows);
         }
 
         /// The benchmark's integer steps (and their fallback when a close's scale changes or
