@@ -1,9 +1,12 @@
 //! Engine throughput: the SMA crossover with risk gate, stops, order manager, paper broker and
 //! ledger, through the same `PaperSession` that `run` and `backtest` use.
 //!
-//! Run with `cargo bench -p robo-core --bench engine`. Criterion reports elements/s = bars/s.
+//! Run with `cargo bench -p robo-core --bench engine`. Criterion reports elements/s = bars/s;
+//! at the end the bench prints each benchmark that ran as ns per bar, from criterion's own
+//! estimates (the time per iteration it reports, with its 95% interval, divided by the bars
+//! of an iteration).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use robo_core::engine::Engine;
 use robo_core::paper::{PaperBroker, PaperConfig};
 use robo_core::session::{NoHooks, PaperSession};
@@ -23,11 +26,17 @@ fn run(bars: &[Bar], n_symbols: usize, decisions: bool) -> u64 {
     s.engine.bars_seen()
 }
 
+/// The bars of one iteration of each benchmark, by criterion id.
+const BARS: [(&str, u64); 2] = [
+    ("sma_1_symbol_1M_bars", 1_000_000),
+    ("sma_22_symbols_1.1M_bars", 22 * 50_000),
+];
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("engine");
     g.sample_size(10);
-    let one = bars(1, 1_000_000);
-    let many = bars(22, 50_000);
+    let one = bars(1, BARS[0].1 as usize);
+    let many = bars(22, BARS[1].1 as usize / 22);
     for decisions in [false, true] {
         let tag = if decisions {
             "decisions_on"
@@ -35,20 +44,91 @@ fn bench(c: &mut Criterion) {
             "decisions_off"
         };
         g.throughput(Throughput::Elements(one.len() as u64));
-        g.bench_with_input(
-            BenchmarkId::new("sma_1_symbol_1M_bars", tag),
-            &one,
-            |b, bars| b.iter(|| run(bars, 1, decisions)),
-        );
+        g.bench_with_input(BenchmarkId::new(BARS[0].0, tag), &one, |b, bars| {
+            b.iter(|| run(bars, 1, decisions))
+        });
         g.throughput(Throughput::Elements(many.len() as u64));
-        g.bench_with_input(
-            BenchmarkId::new("sma_22_symbols_1.1M_bars", tag),
-            &many,
-            |b, bars| b.iter(|| run(bars, 22, decisions)),
-        );
+        g.bench_with_input(BenchmarkId::new(BARS[1].0, tag), &many, |b, bars| {
+            b.iter(|| run(bars, 22, decisions))
+        });
     }
     g.finish();
 }
 
+/// Where criterion keeps its estimates: `$CRITERION_HOME`, else `criterion` in the target
+/// directory (`$CARGO_TARGET_DIR`, else the one this bench binary was built into).
+fn criterion_home() -> Option<std::path::PathBuf> {
+    if let Some(h) = std::env::var_os("CRITERION_HOME") {
+        return Some(h.into());
+    }
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) => t.into(),
+        // target/<profile>/deps/engine-<hash>
+        None => std::env::current_exe()
+            .ok()?
+            .ancestors()
+            .nth(3)?
+            .to_path_buf(),
+    };
+    Some(target.join("criterion"))
+}
+
+/// Prints ns per bar for each benchmark this run measured (estimates written since `start`;
+/// a filtered run skips the others rather than show stale figures).
+fn ns_per_bar(start: std::time::SystemTime) {
+    let Some(home) = criterion_home() else {
+        return;
+    };
+    let mut lines = Vec::new();
+    for (name, n) in BARS {
+        for tag in ["decisions_off", "decisions_on"] {
+            let path = home
+                .join("engine")
+                .join(name)
+                .join(tag)
+                .join("new/estimates.json");
+            let fresh = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= start);
+            let Some(est) = fresh
+                .then(|| std::fs::read(&path).ok())
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            else {
+                continue;
+            };
+            let ns = |v: &serde_json::Value| v.as_f64().map(|t| t / n as f64);
+            // Criterion's own "typical" figure: the slope in linear sampling, else the mean.
+            let typical = if est["slope"].is_object() {
+                &est["slope"]
+            } else {
+                &est["mean"]
+            };
+            let ci = &typical["confidence_interval"];
+            if let (Some(m), Some(lo), Some(hi)) = (
+                ns(&typical["point_estimate"]),
+                ns(&ci["lower_bound"]),
+                ns(&ci["upper_bound"]),
+            ) {
+                lines.push(format!(
+                    "  {:<40} {m:6.1} ns/bar  [{lo:.1} {hi:.1}]  {:.1}M bars/s",
+                    format!("{name}/{tag}"),
+                    1e3 / m
+                ));
+            }
+        }
+    }
+    if !lines.is_empty() {
+        println!("\nns per bar (criterion's time per iteration over its bars, [95% interval]):");
+        println!("{}", lines.join("\n"));
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    let start = std::time::SystemTime::now();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    ns_per_bar(start);
+}
