@@ -5,6 +5,7 @@
 #
 #   bench/run.sh [BARS]             default 1000000 (or $BARS)
 #   BARS=10000000 PEERS= bench/run.sh   robo-trader only, on 10M bars (CSV and cache)
+#   PGO=1 bench/run.sh              robo-trader built by bench/pgo.sh (profile-guided)
 #
 # robo-trader runs three ways: from the CSV (streamed), from the binary cache written by
 # `data import`, and load-only (`data check`, no engine) on both, so the table shows how much
@@ -21,8 +22,14 @@ CSV=$OUT/SPY_$BARS.csv
 CACHE=$OUT/SPY_$BARS.rtb
 
 [ -f "$CSV" ] || python3 "$ROOT/bench/gen.py" "$BARS" "$CSV"
-(cd "$ROOT" && cargo build --release -p robo-trader --bin robo-trader >&2)
-BIN=$ROOT/target/release/robo-trader
+if [ -n "${PGO:-}" ]; then
+  BIN=$("$ROOT/bench/pgo.sh" | tail -1)
+  BUILD="profile-guided build (bench/pgo.sh)"
+else
+  (cd "$ROOT" && cargo build --release -p robo-trader --bin robo-trader >&2)
+  BIN=$ROOT/target/release/robo-trader
+  BUILD="cargo build --release"
+fi
 "$BIN" data import "$CSV" -o "$CACHE" > "$OUT/import.json"
 # The import just wrote the cache; flush it now rather than during the timed runs.
 sync
@@ -82,10 +89,11 @@ if [ -n "$PEERS" ]; then
   done
 fi
 
-python3 - "$RES" "$OUT/import.json" <<'PY'
+python3 - "$RES" "$OUT/import.json" "$BUILD" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 imp = json.loads(open(sys.argv[2]).read())
+print(f"robo-trader: {sys.argv[3]}")
 by = {r["tool"]: r for r in rows}
 csv, cache = by.get("robo-csv"), by.get("robo-cache")
 def ratio(a, r):

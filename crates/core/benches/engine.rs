@@ -55,30 +55,30 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Where criterion keeps its estimates: `$CRITERION_HOME`, else `criterion` in the target
-/// directory (`$CARGO_TARGET_DIR`, else the one this bench binary was built into).
-fn criterion_home() -> Option<std::path::PathBuf> {
+/// Where criterion keeps its estimates, found as criterion finds it: `$CRITERION_HOME`, else
+/// `criterion` in `$CARGO_TARGET_DIR` or in the target directory `cargo metadata` names,
+/// else `target/criterion`.
+fn criterion_home() -> std::path::PathBuf {
     if let Some(h) = std::env::var_os("CRITERION_HOME") {
-        return Some(h.into());
+        return h.into();
     }
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) => t.into(),
-        // target/<profile>/deps/engine-<hash>
-        None => std::env::current_exe()
-            .ok()?
-            .ancestors()
-            .nth(3)?
-            .to_path_buf(),
-    };
-    Some(target.join("criterion"))
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let out = std::process::Command::new(std::env::var_os("CARGO")?)
+                .args(["metadata", "--format-version", "1", "--no-deps"])
+                .output()
+                .ok()?;
+            let meta: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            Some(meta["target_directory"].as_str()?.into())
+        });
+    target.map_or_else(|| "target/criterion".into(), |t| t.join("criterion"))
 }
 
 /// Prints ns per bar for each benchmark this run measured (estimates written since `start`;
 /// a filtered run skips the others rather than show stale figures).
 fn ns_per_bar(start: std::time::SystemTime) {
-    let Some(home) = criterion_home() else {
-        return;
-    };
+    let home = criterion_home();
     let mut lines = Vec::new();
     for (name, n) in BARS {
         for tag in ["decisions_off", "decisions_on"] {
