@@ -203,6 +203,24 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
             "the database already has a starting cash; it wins (use a new --db to start over)"
         );
     }
+    let (tx, rx) = mpsc::channel::<Control>();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // The handlers go in before the run is recorded: from then on a SIGTERM (a supervisor's
+    // stop, however early) drains and ends the run instead of killing the process with its
+    // run left open. Registering them inside the spawned task would leave that window open
+    // until the task first ran.
+    #[cfg(unix)]
+    let signals = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    });
     let started = Ts::from_utc(chrono::Utc::now());
     let run_id = store.begin_run(&RunInfo {
         started,
@@ -212,12 +230,6 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
     })?;
     let writer = store.start_writer(WriterOptions::default())?;
 
-    let (tx, rx) = mpsc::channel::<Control>();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let (bus, _) = tokio::sync::broadcast::channel(4096);
     let (token, token_created) = web::load_or_create_token(&cfg.db)?;
     let web_handle = rt.block_on(web::start(
@@ -272,13 +284,12 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
     rt.spawn(async move {
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                tracing::error!("cannot install signal handlers");
-                return;
+            let (mut term, mut int) = match signals {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install signal handlers");
+                    return;
+                }
             };
             let reason = tokio::select! {
                 _ = term.recv() => "SIGTERM",

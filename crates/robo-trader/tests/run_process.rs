@@ -698,6 +698,30 @@ fn sigterm_exits_zero_and_the_ledger_matches_the_fills() {
     );
 }
 
+/// A SIGTERM the moment the run is on record (a supervisor stopping it while it starts) still
+/// drains and ends the run: the handlers are in before the run row is written. Polled every
+/// millisecond so the signal lands inside the start-up (web server, token, trader thread).
+#[test]
+fn sigterm_as_soon_as_the_run_is_recorded_still_stops_cleanly() {
+    let mut sb = Sandbox::new();
+    let mut r = sb.run("max", SYMBOLS, &[]);
+    let pid = r.pid;
+    let deadline = Instant::now() + TRADE_DEADLINE;
+    let sql = "SELECT COUNT(*) FROM runs WHERE pid = ?1";
+    while try_count(&sb, sql, i64::from(pid)).is_none_or(|n| n == 0) {
+        r.assert_alive("waiting for the run row");
+        assert!(Instant::now() < deadline, "the run was never recorded");
+        sleep(Duration::from_millis(1));
+    }
+    r.stop();
+    let (ended, reason) = run_row(&sb.conn(), pid).expect("run row");
+    assert!(ended.is_some(), "the run's end is recorded");
+    assert!(
+        reason.as_deref().unwrap_or("").contains("SIGTERM"),
+        "exit reason {reason:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Restart
 
