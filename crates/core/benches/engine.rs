@@ -26,31 +26,31 @@ fn run(bars: &[Bar], n_symbols: usize, decisions: bool) -> u64 {
     s.engine.bars_seen()
 }
 
-/// The bars of one iteration of each benchmark, by criterion id.
-const BARS: [(&str, u64); 2] = [
-    ("sma_1_symbol_1M_bars", 1_000_000),
-    ("sma_22_symbols_1.1M_bars", 22 * 50_000),
+/// Each benchmark's criterion id, symbols, and bars per symbol: one iteration runs them all.
+const WORKLOADS: [(&str, usize, usize); 2] = [
+    ("sma_1_symbol_1M_bars", 1, 1_000_000),
+    ("sma_22_symbols_1.1M_bars", 22, 50_000),
 ];
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("engine");
     g.sample_size(10);
-    let one = bars(1, BARS[0].1 as usize);
-    let many = bars(22, BARS[1].1 as usize / 22);
+    let data: Vec<Vec<Bar>> = WORKLOADS
+        .iter()
+        .map(|&(_, symbols, per_symbol)| bars(symbols, per_symbol))
+        .collect();
     for decisions in [false, true] {
         let tag = if decisions {
             "decisions_on"
         } else {
             "decisions_off"
         };
-        g.throughput(Throughput::Elements(one.len() as u64));
-        g.bench_with_input(BenchmarkId::new(BARS[0].0, tag), &one, |b, bars| {
-            b.iter(|| run(bars, 1, decisions))
-        });
-        g.throughput(Throughput::Elements(many.len() as u64));
-        g.bench_with_input(BenchmarkId::new(BARS[1].0, tag), &many, |b, bars| {
-            b.iter(|| run(bars, 22, decisions))
-        });
+        for (&(name, symbols, _), bars) in WORKLOADS.iter().zip(&data) {
+            g.throughput(Throughput::Elements(bars.len() as u64));
+            g.bench_with_input(BenchmarkId::new(name, tag), bars, |b, bars| {
+                b.iter(|| run(bars, symbols, decisions))
+            });
+        }
     }
     g.finish();
 }
@@ -80,7 +80,8 @@ fn criterion_home() -> std::path::PathBuf {
 fn ns_per_bar(start: std::time::SystemTime) {
     let home = criterion_home();
     let mut lines = Vec::new();
-    for (name, n) in BARS {
+    for (name, symbols, per_symbol) in WORKLOADS {
+        let n = symbols * per_symbol;
         for tag in ["decisions_off", "decisions_on"] {
             let path = home
                 .join("engine")
