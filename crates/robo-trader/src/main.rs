@@ -221,15 +221,6 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
             signal(SignalKind::interrupt())?,
         ))
     });
-    let started = Ts::from_utc(chrono::Utc::now());
-    let run_id = store.begin_run(&RunInfo {
-        started,
-        pid: std::process::id(),
-        config_fingerprint: config_fingerprint(&cfg),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-    })?;
-    let writer = store.start_writer(WriterOptions::default())?;
-
     let (bus, _) = tokio::sync::broadcast::channel(4096);
     let (token, token_created) = web::load_or_create_token(&cfg.db)?;
     let web_handle = rt.block_on(web::start(
@@ -249,6 +240,27 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
     if !web::is_loopback(&cfg.web.dash_host) {
         tracing::warn!(host = %cfg.web.dash_host, "THE DASHBOARD IS LISTENING BEYOND THIS MACHINE (not loopback); control endpoints still need the token");
     }
+
+    // The run is recorded only once the ports are bound: a dashboard port in use is refused
+    // before any run row exists, so it cannot leave a run that never ends.
+    let started = Ts::from_utc(chrono::Utc::now());
+    let run_id = store.begin_run(&RunInfo {
+        started,
+        pid: std::process::id(),
+        config_fingerprint: config_fingerprint(&cfg),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })?;
+    let writer = match store.start_writer(WriterOptions::default()) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = store.end_run(
+                run_id,
+                Ts::from_utc(chrono::Utc::now()),
+                &format!("error: {e}"),
+            );
+            return Err(e.into());
+        }
+    };
 
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
@@ -370,7 +382,19 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
                 },
                 &mut waiter,
             )
-        })?;
+        });
+    let handle = match handle {
+        Ok(h) => h,
+        Err(e) => {
+            writer.send(WriteOp::RunEnded {
+                run_id,
+                ended: Ts::from_utc(chrono::Utc::now()),
+                exit_reason: format!("error: cannot start the trading thread: {e}"),
+            });
+            let _ = writer.shutdown(Duration::from_secs(3));
+            return Err(e).context("starting the trading thread");
+        }
+    };
     drop(tx);
     let outcome = handle
         .join()

@@ -1044,6 +1044,33 @@ fn second_run_refuses_naming_the_pid() {
     first.stop();
 }
 
+/// A dashboard port already taken is refused before the run is recorded: the error names the
+/// address and the flag, and no run row is left without an end.
+#[test]
+fn a_dashboard_port_in_use_is_refused_without_an_open_run() {
+    let sb = Sandbox::new();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a port");
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = robo(sb.path())
+        .arg("run")
+        .arg("--db")
+        .arg(&sb.db)
+        .args(["--dash-port", &port, "--ws-port", "0", "--sim-speed", "max"])
+        .args(["--symbols", SYMBOLS])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run robo-trader");
+    assert!(!out.status.success(), "a taken port must refuse the run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("--dash-port"),
+        "stderr must name the address and the flag: {err}"
+    );
+    let open = try_count(&sb, "SELECT COUNT(*) FROM runs WHERE ended IS NULL", 0);
+    assert_eq!(open, Some(0), "no run may be left open");
+    drop(taken);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Bad config
 

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod perf;
 pub mod ws;
 
+use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,8 +72,23 @@ pub type AppState = Arc<Shared>;
 
 /// Binds the dashboard and WebSocket ports and serves them on the current tokio runtime.
 pub async fn start(web: &WebConfig, ctx: WebContext) -> anyhow::Result<WebHandle> {
-    let dash = tokio::net::TcpListener::bind((web.dash_host.as_str(), web.dash_port)).await?;
-    let ws_listener = tokio::net::TcpListener::bind((web.dash_host.as_str(), web.ws_port)).await?;
+    let host = web.dash_host.as_str();
+    let dash = tokio::net::TcpListener::bind((host, web.dash_port))
+        .await
+        .with_context(|| {
+            format!(
+                "binding the dashboard to {host}:{} (--dash-port, DASH_PORT)",
+                web.dash_port
+            )
+        })?;
+    let ws_listener = tokio::net::TcpListener::bind((host, web.ws_port))
+        .await
+        .with_context(|| {
+            format!(
+                "binding the WebSocket to {host}:{} (--ws-port, WS_PORT)",
+                web.ws_port
+            )
+        })?;
     let handle = WebHandle {
         dash: dash.local_addr()?,
         ws: ws_listener.local_addr()?,
