@@ -45,13 +45,10 @@ train() {
   T=$PGO/train
   [ -d "$T/s22" ] || python3 "$ROOT/bench/gen.py" 20000 "$T/s22" 7 --symbols 22
   [ -f "$T/one.csv" ] || python3 "$ROOT/bench/gen.py" 300000 "$T/one.csv" 7
-  printf '%s\n' '[strategy]' 'name = "combined"' 'min_agree = 1' \
-    'members = [{name="sma_crossover"}, {name="momentum"}, {name="mean_reversion"}, {name="breakout"}]' \
-    > "$T/all4.toml"
   "$GEN" data import "$T/one.csv" -o "$T/one.rtb" > /dev/null
   SMA=(--strategy sma_crossover --param fast=10 --param slow=30 --param qty=100 --cash 1000000
        --fill next_open --commission ib-fixed --json)
-  "$GEN" --config "$T/all4.toml" backtest --data "$T/s22" --json > /dev/null
+  "$GEN" --config "$ROOT/bench/all4.toml" backtest --data "$T/s22" --json > /dev/null
   "$GEN" backtest --data "$T/s22" --cash 1000000 --json > /dev/null
   "$GEN" backtest --data "$T/one.rtb" "${SMA[@]}" --no-risk > /dev/null
   "$GEN" backtest --data "$T/one.csv" "${SMA[@]}" --no-risk > /dev/null
