@@ -868,3 +868,31 @@ fn skipped_rows_are_counted_once() {
         );
     }
 }
+
+/// The shipped `bench/all4.toml` (the 22-symbol figure's and `bench/pgo.sh`'s config) loads,
+/// and a backtest under it runs the four strategies combined.
+#[test]
+fn the_shipped_all_four_config_runs_the_combined_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = small_series(dir.path());
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/all4.toml");
+    let v = json_of(&run(&[
+        "--config",
+        cfg,
+        "backtest",
+        "--data",
+        csv.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["strategy"]["name"], "combined", "{v}");
+    let names: Vec<&str> = v["strategy"]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["sma_crossover", "momentum", "mean_reversion", "breakout"]
+    );
+}
