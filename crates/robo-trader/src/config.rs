@@ -392,6 +392,21 @@ impl Config {
     }
 
     /// Checks every value, naming the first bad key. [`load`] calls it after layering.
+    /// `run` creates the database but not its directory: a missing one is a bad `--db`,
+    /// refused before the lock file or the log is touched.
+    pub fn check_db_dir(&self) -> Result<(), ConfigError> {
+        match self.db.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(ConfigError::invalid(
+                "db (--db/ROBO_DB)",
+                format!(
+                    "the directory {} does not exist (robo-trader creates the database, not its directory)",
+                    dir.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.universe()?;
         if self.bar_seconds == 0 || self.bar_seconds > 86_400 {

@@ -44,10 +44,27 @@ fn main() -> ExitCode {
                 eprintln!("robo-trader: {ce}");
                 return ExitCode::from(ce.exit_code() as u8);
             }
-            eprintln!("robo-trader: {e:#}");
+            eprintln!("robo-trader: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, joined with ": ", leaving out a cause whose text the message
+/// before it already quotes (an I/O error named in its wrapper's message would show twice).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn load_config(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Config> {
@@ -191,6 +208,7 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
     if cfg.broker == BrokerKind::Ibkr {
         robo_trader::runner_ibkr::preflight(&cfg)?;
     }
+    cfg.check_db_dir()?;
     // Take the lock before anything touches the database or the log, so a second `run` on the
     // same database refuses at once instead of fighting.
     let lock = ProcessLock::acquire(&cfg.db)?;
@@ -429,4 +447,26 @@ fn config_fingerprint(cfg: &Config) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     config::redacted_toml(cfg).hash(&mut h);
     format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn error_text_names_each_cause_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        // A message that quotes its source: the source is not repeated.
+        let quoted = anyhow::Error::new(robo_trader::lock::LockError::Io {
+            path: "/x/r.db.lock".into(),
+            source: io(),
+        });
+        assert_eq!(
+            error_text(&quoted),
+            "cannot use the lock file /x/r.db.lock: no such file"
+        );
+        // Context that does not quote it: every cause, in order.
+        let wrapped = anyhow::Error::new(io()).context("opening /x/r.db");
+        assert_eq!(error_text(&wrapped), "opening /x/r.db: no such file");
+    }
 }

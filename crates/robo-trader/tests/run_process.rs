@@ -1144,6 +1144,30 @@ fn bad_config_exits_2_and_leaves_the_db_untouched() {
     }
 }
 
+/// A `--db` whose directory does not exist is a bad parameter: exit 2, one line naming the flag
+/// and the directory, and nothing created (no directory, lock file or log).
+#[test]
+fn a_db_in_a_missing_directory_exits_2_and_creates_nothing() {
+    let sb = Sandbox::new();
+    let missing = sb.path().join("missing");
+    let out = robo(sb.path())
+        .arg("run")
+        .arg("--db")
+        .arg(missing.join("robo.db"))
+        .args(["--dash-port", "0", "--ws-port", "0", "--sim-speed", "max"])
+        .output()
+        .expect("run robo-trader");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("--db") && err.contains(&missing.display().to_string()),
+        "stderr must name --db and the directory: {err}"
+    );
+    assert!(!missing.exists(), "the directory must not be created");
+    assert!(dir_listing(sb.path()).is_empty(), "nothing may be written");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. market-hours
 
