@@ -368,7 +368,13 @@ impl Engine {
         if !after_fill && self.ledger.open_positions() == 0 {
             return true;
         }
-        matches!(self.ledger.equity_fixed(), Some(eq) if eq > self.trigger_fixed && eq <= self.peak_fixed)
+        // The 64-bit sum first: the same value when it fits (every account's equity does),
+        // and cheaper than the 128-bit one with its bound test per position.
+        let equity = match self.ledger.equity_fixed_i64() {
+            Some(e) => Some(i128::from(e)),
+            None => self.ledger.equity_fixed(),
+        };
+        matches!(equity, Some(eq) if eq > self.trigger_fixed && eq <= self.peak_fixed)
     }
 
     #[inline(never)]
