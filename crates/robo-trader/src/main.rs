@@ -404,12 +404,8 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
     let handle = match handle {
         Ok(h) => h,
         Err(e) => {
-            writer.send(WriteOp::RunEnded {
-                run_id,
-                ended: Ts::from_utc(chrono::Utc::now()),
-                exit_reason: format!("error: cannot start the trading thread: {e}"),
-            });
-            let _ = writer.shutdown(Duration::from_secs(3));
+            let reason = format!("error: cannot start the trading thread: {e}");
+            let _ = end_run(&writer, run_id, reason);
             return Err(e).context("starting the trading thread");
         }
     };
@@ -423,14 +419,7 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
         Ok(Err(e)) => format!("error: {e:#}"),
         Err(e) => format!("error: {e}"),
     };
-    writer.send(WriteOp::RunEnded {
-        run_id,
-        ended: Ts::from_utc(chrono::Utc::now()),
-        exit_reason: exit_reason.clone(),
-    });
-    writer
-        .shutdown(Duration::from_secs(3))
-        .context("flushing the database")?;
+    end_run(&writer, run_id, exit_reason.clone())?;
     rt.shutdown_timeout(Duration::from_millis(200));
     drop(lock);
     tracing::info!(reason = %exit_reason, "robo-trader stopped");
@@ -439,6 +428,22 @@ fn cmd_run(path: Option<&std::path::Path>, args: &RunArgs) -> anyhow::Result<Exi
         Ok(Err(e)) => Err(e),
         Err(e) => Err(e),
     }
+}
+
+/// Records the run's end through the writer, then flushes and stops it.
+fn end_run(
+    writer: &robo_trader::store::StoreWriter,
+    run_id: i64,
+    exit_reason: String,
+) -> anyhow::Result<()> {
+    writer.send(WriteOp::RunEnded {
+        run_id,
+        ended: Ts::from_utc(chrono::Utc::now()),
+        exit_reason,
+    });
+    writer
+        .shutdown(Duration::from_secs(3))
+        .context("flushing the database")
 }
 
 /// A short, stable fingerprint of the effective config, recorded per run.

@@ -70,25 +70,29 @@ pub struct Shared {
 
 pub type AppState = Arc<Shared>;
 
+/// Binds `host:port` for `what`; a failure names the address and the flags that set the port.
+async fn bind(
+    host: &str,
+    port: u16,
+    what: &str,
+    flags: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("binding {what} to {host}:{port} ({flags})"))
+}
+
 /// Binds the dashboard and WebSocket ports and serves them on the current tokio runtime.
 pub async fn start(web: &WebConfig, ctx: WebContext) -> anyhow::Result<WebHandle> {
     let host = web.dash_host.as_str();
-    let dash = tokio::net::TcpListener::bind((host, web.dash_port))
-        .await
-        .with_context(|| {
-            format!(
-                "binding the dashboard to {host}:{} (--dash-port, DASH_PORT)",
-                web.dash_port
-            )
-        })?;
-    let ws_listener = tokio::net::TcpListener::bind((host, web.ws_port))
-        .await
-        .with_context(|| {
-            format!(
-                "binding the WebSocket to {host}:{} (--ws-port, WS_PORT)",
-                web.ws_port
-            )
-        })?;
+    let dash = bind(
+        host,
+        web.dash_port,
+        "the dashboard",
+        "--dash-port, DASH_PORT",
+    )
+    .await?;
+    let ws_listener = bind(host, web.ws_port, "the WebSocket", "--ws-port, WS_PORT").await?;
     let handle = WebHandle {
         dash: dash.local_addr()?,
         ws: ws_listener.local_addr()?,
