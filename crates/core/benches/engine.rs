@@ -4,7 +4,9 @@
 //! Run with `cargo bench -p robo-core --bench engine`. Criterion reports elements/s = bars/s;
 //! at the end the bench prints each benchmark that ran as ns per bar, from criterion's own
 //! estimates (the time per iteration it reports, with its 95% interval, divided by the bars
-//! of an iteration).
+//! of an iteration), with the host's effective clock just before and after each benchmark
+//! and the cycles per bar it implies (see `support/clock.rs`: this host's speed swings up to
+//! 1.9x over minutes, and bars/s with it).
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use robo_core::engine::Engine;
@@ -12,9 +14,15 @@ use robo_core::paper::{PaperBroker, PaperConfig};
 use robo_core::session::{NoHooks, PaperSession};
 use robo_core::types::Bar;
 
+#[path = "support/clock.rs"]
+mod clock;
 #[path = "support/workload.rs"]
 mod workload;
 use workload::{bars, bench_config};
+
+/// A benchmark's criterion id, and the effective clock (G cycles/s) before and after it.
+type Probed = (String, Option<f64>, Option<f64>);
+static CLOCKS: std::sync::Mutex<Vec<Probed>> = std::sync::Mutex::new(Vec::new());
 
 fn run(bars: &[Bar], n_symbols: usize, decisions: bool) -> u64 {
     let engine = Engine::new(bench_config(decisions), n_symbols);
@@ -47,9 +55,14 @@ fn bench(c: &mut Criterion) {
         };
         for (&(name, symbols, _), bars) in WORKLOADS.iter().zip(&data) {
             g.throughput(Throughput::Elements(bars.len() as u64));
+            let before = clock::effective_ghz();
             g.bench_with_input(BenchmarkId::new(name, tag), bars, |b, bars| {
                 b.iter(|| run(bars, symbols, decisions))
             });
+            let after = clock::effective_ghz();
+            if let Ok(mut c) = CLOCKS.lock() {
+                c.push((format!("{name}/{tag}"), before, after));
+            }
         }
     }
     g.finish();
@@ -111,17 +124,34 @@ fn ns_per_bar(start: std::time::SystemTime) {
                 ns(&ci["lower_bound"]),
                 ns(&ci["upper_bound"]),
             ) {
+                let id = format!("{name}/{tag}");
                 lines.push(format!(
-                    "  {:<40} {m:6.1} ns/bar  [{lo:.1} {hi:.1}]  {:.1}M bars/s",
-                    format!("{name}/{tag}"),
-                    1e3 / m
+                    "  {id:<40} {m:6.1} ns/bar  [{lo:.1} {hi:.1}]  {:5.1}M bars/s  {}",
+                    1e3 / m,
+                    clock_text(&id, m)
                 ));
             }
         }
     }
     if !lines.is_empty() {
-        println!("\nns per bar (criterion's time per iteration over its bars, [95% interval]):");
+        println!(
+            "\nns per bar (criterion's time per iteration over its bars, [95% interval]), the \
+             host's effective clock\nbefore and after the benchmark (G cycles/s), and ns/bar \
+             x their mean (cycles/bar):"
+        );
         println!("{}", lines.join("\n"));
+    }
+}
+
+/// "clock 2.71-2.77 G/s, 136 cycles/bar" for one benchmark, from the probes around it.
+fn clock_text(id: &str, ns: f64) -> String {
+    let clocks = CLOCKS.lock().map(|c| c.clone()).unwrap_or_default();
+    match clocks.iter().find(|(i, ..)| i == id) {
+        Some((_, Some(a), Some(b))) => format!(
+            "clock {a:.2}-{b:.2} G/s, {:.0} cycles/bar",
+            ns * (a + b) / 2.0
+        ),
+        _ => "clock not probed".into(),
     }
 }
 
