@@ -69,7 +69,8 @@ print(json.dumps({"tool": label, "bars": v["bars"], "elapsed_s": v["elapsed_s"],
   "bars_per_s": v["bars_per_s"], "fills": v.get("fills"),
   "final_equity": float(v["final_equity"]) if "final_equity" in v else None,
   "peak_rss_mb": max(r for _, r in runs), "clock_ghz": v["clock_ghz"],
-  "runs_bars_per_s": [r["bars_per_s"] for r, _ in runs]}))
+  "runs_bars_per_s": [r["bars_per_s"] for r, _ in runs],
+  "runs_clock_ghz": [r["clock_ghz"] for r, _ in runs]}))
 PY
 }
 SMA=(--strategy sma_crossover --param fast=10 --param slow=30 --param qty=100 --no-risk
