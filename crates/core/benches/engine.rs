@@ -5,8 +5,8 @@
 //! at the end the bench prints each benchmark that ran as ns per bar, from criterion's own
 //! estimates (the time per iteration it reports, with its 95% interval, divided by the bars
 //! of an iteration), with the host's effective clock just before and after each benchmark
-//! and the cycles per bar it implies (see `support/clock.rs`: this host's speed swings up to
-//! 1.9x over minutes, and bars/s with it).
+//! (see `support/clock.rs`: this host's speed swings up to 2x between seconds and minutes,
+//! and bars/s with it).
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use robo_core::engine::Engine;
@@ -128,29 +128,25 @@ fn ns_per_bar(start: std::time::SystemTime) {
                 lines.push(format!(
                     "  {id:<40} {m:6.1} ns/bar  [{lo:.1} {hi:.1}]  {:5.1}M bars/s  {}",
                     1e3 / m,
-                    clock_text(&id, m)
+                    clock_text(&id)
                 ));
             }
         }
     }
     if !lines.is_empty() {
         println!(
-            "\nns per bar (criterion's time per iteration over its bars, [95% interval]), the \
-             host's effective clock\nbefore and after the benchmark (G cycles/s), and ns/bar \
-             x their mean (cycles/bar):"
+            "\nns per bar (criterion's time per iteration over its bars, [95% interval]), and \
+             the host's\neffective clock just before and after the benchmark (G cycles/s):"
         );
         println!("{}", lines.join("\n"));
     }
 }
 
-/// "clock 2.71-2.77 G/s, 136 cycles/bar" for one benchmark, from the probes around it.
-fn clock_text(id: &str, ns: f64) -> String {
+/// "clock 2.71-2.77 G/s" for one benchmark, from the probes around it.
+fn clock_text(id: &str) -> String {
     let clocks = CLOCKS.lock().map(|c| c.clone()).unwrap_or_default();
     match clocks.iter().find(|(i, ..)| i == id) {
-        Some((_, Some(a), Some(b))) => format!(
-            "clock {a:.2}-{b:.2} G/s, {:.0} cycles/bar",
-            ns * (a + b) / 2.0
-        ),
+        Some((_, Some(a), Some(b))) => format!("clock {a:.2}-{b:.2} G/s"),
         _ => "clock not probed".into(),
     }
 }

@@ -4,9 +4,10 @@
 //! minutes, and every bars/s figure moves with it: at an effective 2.7-2.8 G cycles/s the
 //! engine benchmark does about 21M bars/s, at 1.5 G about 12M, same binary. The probe times a
 //! chain of dependent one-cycle additions, so it counts the cycles a core actually gave this
-//! process per second (frequency and time-slicing together); ns per bar × that clock is
-//! cycles per bar, a figure of the code rather than of the minute it ran in. It is a label,
-//! not a correction: the clock can move during a benchmark, between the probes around it.
+//! process per second (frequency and time-slicing together). It is a label, not a
+//! correction: the clock moves during a benchmark too, between the probes around it, so
+//! ns per bar × clock is not a stable cycles-per-bar figure (it read 96-161 over six runs of
+//! the same benchmark).
 
 use std::time::Instant;
 
