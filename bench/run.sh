@@ -13,7 +13,8 @@
 # that fail to install are skipped. BENCH_OUT (default bench/out) holds data and results. REPS
 # (default 5) is how many times each robo-trader row runs; the table shows the median run,
 # and the host's effective clock (G cycles/s, crates/core/benches/support/clock.rs) probed
-# just before that run: this host's speed swings up to 1.9x over minutes, and bars/s with it.
+# just before that run: this host's speed swings up to 2x between seconds and minutes, and
+# bars/s with it.
 set -euo pipefail
 BARS=${1:-${BARS:-1000000}}
 PEERS=${PEERS-backtrader backtesting vectorbt}

@@ -391,7 +391,6 @@ impl Config {
             .unwrap_or(ClockKind::default_for(self.broker))
     }
 
-    /// Checks every value, naming the first bad key. [`load`] calls it after layering.
     /// `run` creates the database but not its directory: a missing one is a bad `--db`,
     /// refused before the lock file or the log is touched.
     pub fn check_db_dir(&self) -> Result<(), ConfigError> {
@@ -407,6 +406,7 @@ impl Config {
         }
     }
 
+    /// Checks every value, naming the first bad key. [`load`] calls it after layering.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.universe()?;
         if self.bar_seconds == 0 || self.bar_seconds > 86_400 {

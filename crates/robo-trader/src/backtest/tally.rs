@@ -684,7 +684,9 @@ mod tests {
             }
         }
 
-        /// A fixed equity converts to the `f64` the `Decimal` of the same value does.
+        /// Reading the words gives `narrow_mantissa`'s answer at the close's own scale
+        /// (mantissas either side of 2^53, with and without a high word), and nothing at
+        /// any other scale.
         #[test]
         fn narrow_at_scale_is_narrow_mantissa(
             m in prop_oneof![-(1i64 << 54)..(1i64 << 54), any::<i64>()],
@@ -701,6 +703,7 @@ mod tests {
             }
         }
 
+        /// A fixed equity converts to the `f64` the `Decimal` of the same value does.
         #[test]
         fn fixed_equity_is_the_decimal_f64(v in -(1i64 << 53) + 1..(1i64 << 53)) {
             let d = Decimal::from_i128_with_scale(i128::from(v), 8);
