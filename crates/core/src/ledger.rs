@@ -5,10 +5,10 @@
 //! holds to the last digit. Per-symbol state lives in a `Vec` indexed by [`SymbolId`]; `mark`
 //! is a single store and `equity` walks only the symbols with an open position.
 //!
-//! The ledger keeps its amounts unpacked ([`amt`]: an `i64` mantissa and a scale), so a fill
+//! The ledger keeps its amounts unpacked (`Amt`: an `i64` mantissa and a scale), so a fill
 //! is a handful of integer operations; each still yields the very `Decimal` (value, scale and
 //! sign) that `rust_decimal` would, and a `Decimal` is built only when a value is read. The
-//! [`exact`] module does the same on `Decimal` operands for the rest of the crate.
+//! `exact` module does the same on `Decimal` operands for the rest of the crate.
 //!
 //! Next to the `Decimal`s the ledger keeps fixed-point shadows (integers of 10^-8, see
 //! [`fx`]) of the cash and the marks, so that the engine's per-bar and per-order questions

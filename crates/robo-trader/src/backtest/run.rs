@@ -1,6 +1,6 @@
 //! One backtest run: the same `PaperSession` (engine + paper broker) that `run` drives, fed
-//! from a [`BarStream`], with the equity curve, the benchmark and the trade book kept on the
-//! side.
+//! from a [`BarStream`](super::data::BarStream), with the equity curve, the benchmark and the
+//! trade book kept on the side.
 //!
 //! The curve has one point per distinct timestamp, taken after every bar of that timestamp
 //! went through the session: equity = cash + positions at their last close. Nothing is closed

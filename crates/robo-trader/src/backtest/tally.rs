@@ -4,7 +4,7 @@
 //!
 //! The benchmark runs in the engine's thread, bar by bar. The two curves' pushes, once per
 //! timestamp, and the trade book's fills go to a thread of their own on streamed runs
-//! ([`CurveSink`]): only the points cross, 40 bytes each with the benchmark's value, and
+//! (`CurveSink`): only the points cross, 40 bytes each with the benchmark's value, and
 //! copies of the fills (one bar in 25 on the benchmark's data). Measured on the 10M-bar
 //! benchmark, the curves on that thread were 1.34× faster than inline; shipping whole bars
 //! to a tally thread, or tallying on the reader thread, was slower than inline (the bars'
@@ -112,7 +112,7 @@ impl<T: Copy> Decimator<T> {
 }
 
 /// `d` as the nearest `f64`. The metrics need one per bar and timestamp, and the general
-/// conversion is slow (128-bit arithmetic); see [`f64_parts`] for the direct way.
+/// conversion is slow (128-bit arithmetic); see `f64_parts` for the direct way.
 #[inline]
 pub fn f64_of(d: Decimal) -> f64 {
     match f64_parts(d) {
@@ -306,7 +306,7 @@ pub struct TallyResult {
 
 impl Tally {
     /// `cash` is also the benchmark's, split equally over the symbols. `threaded` puts the
-    /// curves on a thread of their own (see [`CurveSink`]).
+    /// curves on a thread of their own (see `CurveSink`).
     pub fn new(
         names: Vec<String>,
         cash: f64,
