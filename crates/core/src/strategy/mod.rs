@@ -455,9 +455,7 @@ impl AnyStrategy {
     #[inline]
     pub fn on_bar_given(&mut self, bar: &Bar, close_fx: Option<i64>) -> Signal {
         match self {
-            AnyStrategy::SmaCrossover(s) => s.on_close_fixed(
-                crate::indicators::exact_sma::to_fixed_given(bar.close, close_fx),
-            ),
+            AnyStrategy::SmaCrossover(s) => s.on_close_given(bar.close, close_fx),
             AnyStrategy::Other(s) => s.on_bar(bar),
         }
     }

@@ -11,8 +11,9 @@ use std::ops::{Add, Mul, Sub};
 
 use super::{Reason, Signal, SmaCrossoverParams, Strategy};
 use crate::decision::Inputs;
-use crate::indicators::exact_sma::to_fixed;
+use crate::indicators::exact_sma::{to_fixed, to_fixed_given};
 use crate::types::Bar;
+use rust_decimal::Decimal;
 
 /// Both averages over one ring of closes at the fixed scale (see [`to_fixed`]): the shorter
 /// window is a suffix of the longer, so one store per bar feeds both running sums.
@@ -255,7 +256,29 @@ impl SmaCrossover {
     /// The signal for the next close, given at the fixed scale ([`to_fixed`]).
     #[inline]
     pub fn on_close_fixed(&mut self, close: i128) -> Signal {
-        let Some(now) = self.push(close) else {
+        let ready = self.push(close);
+        self.signal_for(ready)
+    }
+
+    /// [`Self::on_close_fixed`] for a close whose `i64` fixed-point value the caller already
+    /// has (`close_fx`, from `fx`): a close in the narrow sums' range goes straight in,
+    /// without the round trip through `i128`; anything else takes the general path.
+    #[inline]
+    pub fn on_close_given(&mut self, close: Decimal, close_fx: Option<i64>) -> Signal {
+        let ready = match (&mut self.ring, close_fx) {
+            (Sums::Narrow(r), Some(n)) if n.unsigned_abs() <= self.narrow_limit => {
+                r.push(n);
+                r.warm_cmp()
+            }
+            _ => self.push(to_fixed_given(close, close_fx)),
+        };
+        self.signal_for(ready)
+    }
+
+    /// The signal once the close is in: `ready` is sign(fast − slow) when both are warm.
+    #[inline]
+    fn signal_for(&mut self, ready: Option<Ordering>) -> Signal {
+        let Some(now) = ready else {
             return Signal::WARMING_UP;
         };
         if now == Ordering::Equal {
