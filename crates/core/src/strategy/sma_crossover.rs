@@ -166,20 +166,35 @@ impl SmaCrossover {
     /// Stores the next close and answers sign(fast − slow) once both averages are warm.
     #[inline]
     fn push(&mut self, v: i128) -> Option<Ordering> {
+        match i64::try_from(v) {
+            Ok(n) => self.push_fx(n),
+            Err(_) => self.push_wide(v),
+        }
+    }
+
+    /// [`Self::push`] of a close that fits an `i64`: the narrow sums take it while it is
+    /// within their limit. Always inlined: it is the whole per-bar path of the strategy.
+    #[inline(always)]
+    fn push_fx(&mut self, n: i64) -> Option<Ordering> {
         match &mut self.ring {
-            Sums::Narrow(r) => match i64::try_from(v) {
-                Ok(n) if n.unsigned_abs() <= self.narrow_limit => {
-                    r.push(n);
-                    r.warm_cmp()
-                }
-                _ => {
-                    let mut w = r.widen();
-                    w.push(v);
-                    let ready = w.warm_cmp();
-                    self.ring = Sums::Wide(w);
-                    ready
-                }
-            },
+            Sums::Narrow(r) if n.unsigned_abs() <= self.narrow_limit => {
+                r.push(n);
+                r.warm_cmp()
+            }
+            _ => self.push_wide(i128::from(n)),
+        }
+    }
+
+    /// A close the narrow sums cannot take: they widen for good (once), then take it.
+    fn push_wide(&mut self, v: i128) -> Option<Ordering> {
+        match &mut self.ring {
+            Sums::Narrow(r) => {
+                let mut w = r.widen();
+                w.push(v);
+                let ready = w.warm_cmp();
+                self.ring = Sums::Wide(w);
+                ready
+            }
             Sums::Wide(r) => {
                 r.push(v);
                 r.warm_cmp()
@@ -261,16 +276,12 @@ impl SmaCrossover {
     }
 
     /// [`Self::on_close_fixed`] for a close whose `i64` fixed-point value the caller already
-    /// has (`close_fx`, from `fx`): a close in the narrow sums' range goes straight in,
-    /// without the round trip through `i128`; anything else takes the general path.
+    /// has (`close_fx`, from `fx`): it goes in without the round trip through `i128`.
     #[inline]
     pub fn on_close_given(&mut self, close: Decimal, close_fx: Option<i64>) -> Signal {
-        let ready = match (&mut self.ring, close_fx) {
-            (Sums::Narrow(r), Some(n)) if n.unsigned_abs() <= self.narrow_limit => {
-                r.push(n);
-                r.warm_cmp()
-            }
-            _ => self.push(to_fixed_given(close, close_fx)),
+        let ready = match close_fx {
+            Some(n) => self.push_fx(n),
+            None => self.push(to_fixed_given(close, None)),
         };
         self.signal_for(ready)
     }
