@@ -11,12 +11,13 @@ use std::ops::{Add, Mul, Sub};
 
 use super::{Reason, Signal, SmaCrossoverParams, Strategy};
 use crate::decision::Inputs;
-use crate::indicators::exact_sma::{to_fixed, to_fixed_given};
+use crate::indicators::exact_sma::{fx, to_fixed_given};
 use crate::types::Bar;
 use rust_decimal::Decimal;
 
-/// Both averages over one ring of closes at the fixed scale (see [`to_fixed`]): the shorter
-/// window is a suffix of the longer, so one store per bar feeds both running sums.
+/// Both averages over one ring of closes at the fixed scale (see
+/// [`to_fixed`](crate::indicators::exact_sma::to_fixed)): the shorter window is a suffix of the
+/// longer, so one store per bar feeds both running sums.
 ///
 /// The ring starts in `i64` and moves to `i128` for good the first time a close is too large
 /// for every sum and cross-product to stay inside an `i64` (above about $230M a share with
@@ -251,7 +252,7 @@ impl Strategy for SmaCrossover {
 
     #[inline]
     fn on_bar(&mut self, bar: &Bar) -> Signal {
-        self.on_close_fixed(to_fixed(bar.close))
+        self.on_close_given(bar.close, fx(bar.close))
     }
 
     fn inputs(&self, out: &mut Inputs) {
@@ -268,15 +269,10 @@ impl Strategy for SmaCrossover {
 }
 
 impl SmaCrossover {
-    /// The signal for the next close, given at the fixed scale ([`to_fixed`]).
-    #[inline]
-    pub fn on_close_fixed(&mut self, close: i128) -> Signal {
-        let ready = self.push(close);
-        self.signal_for(ready)
-    }
-
-    /// [`Self::on_close_fixed`] for a close whose `i64` fixed-point value the caller already
-    /// has (`close_fx`, from `fx`): it goes in without the round trip through `i128`.
+    /// The signal for the next close. `close_fx` is `fx(close)`, which the engine already has
+    /// for the ledger's mark: when it is `Some` the close goes into the narrow sums without a
+    /// round trip through `i128`; `None` takes the exact wide conversion
+    /// ([`to_fixed`](crate::indicators::exact_sma::to_fixed)).
     #[inline]
     pub fn on_close_given(&mut self, close: Decimal, close_fx: Option<i64>) -> Signal {
         let ready = match close_fx {
